@@ -1,0 +1,155 @@
+"""Class-conditional feature covariance: the online estimator and the C x C quadratic table.
+
+Both follow ../shared/docs/IGMSDA.md ("ISDA" section).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ClassCovariance(nn.Module):
+    """Online estimate of the class-conditional feature covariance Σ_c.
+
+    For a batch holding n_c features of class c with mean μ_b and biased
+    covariance Σ_b, and a running count N_c, mean μ and covariance Σ::
+
+        w = n_c / (n_c + N_c)        (0 when both are 0)
+        Σ ← (1−w) Σ + w Σ_b + w (1−w) (μ − μ_b)(μ − μ_b)ᵀ
+        μ ← (1−w) μ + w μ_b ;  N_c ← N_c + n_c
+
+    which equals the biased covariance of every feature seen so far. The state
+    lives in buffers, so it is saved by ``state_dict()`` and moves with ``.to()``.
+
+    Attributes:
+        count: (C,) int64, features seen per class.
+        mean: (C, F) running class means.
+        cov: (C, F, F) running covariances, or (C, F) variances when ``diagonal``.
+    """
+
+    count: torch.Tensor
+    mean: torch.Tensor
+    cov: torch.Tensor
+
+    def __init__(
+        self,
+        num_classes: int,
+        feature_dim: int,
+        diagonal: bool = False,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        super().__init__()
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+        if feature_dim < 1:
+            raise ValueError(f"feature_dim must be >= 1, got {feature_dim}")
+        self.num_classes = num_classes
+        self.feature_dim = feature_dim
+        self.diagonal = diagonal
+        cov_shape = (
+            (num_classes, feature_dim) if diagonal else (num_classes, feature_dim, feature_dim)
+        )
+        self.register_buffer("count", torch.zeros(num_classes, dtype=torch.int64))
+        self.register_buffer("mean", torch.zeros(num_classes, feature_dim, dtype=dtype))
+        self.register_buffer("cov", torch.zeros(cov_shape, dtype=dtype))
+
+    def extra_repr(self) -> str:
+        return f"num_classes={self.num_classes}, feature_dim={self.feature_dim}, diagonal={self.diagonal}"
+
+    @torch.no_grad()
+    def update(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+        """Fold a batch into the estimate.
+
+        Args:
+            features: (N, F) features; detached and cast to the buffers' dtype.
+            labels: (N,) int64 class indices in [0, C).
+        """
+        if features.dim() != 2 or features.shape[1] != self.feature_dim:
+            raise ValueError(
+                f"features must have shape (N, {self.feature_dim}), got {tuple(features.shape)}"
+            )
+        if labels.shape != (features.shape[0],):
+            raise ValueError(
+                f"labels must have shape ({features.shape[0]},), got {tuple(labels.shape)}"
+            )
+        if features.shape[0] == 0:
+            return
+        a = features.detach().to(self.mean.dtype)
+        onehot = nn.functional.one_hot(labels, self.num_classes).to(a.dtype)  # (N, C)
+        n = onehot.sum(0)  # (C,)
+        batch_mean = (onehot.t() @ a) / n.clamp(min=1).unsqueeze(1)  # (C, F)
+        centred = a - batch_mean[labels]  # (N, F), centred on its own class mean
+        total = n + self.count.to(a.dtype)
+        w = torch.where(total > 0, n / total.clamp(min=1), torch.zeros_like(n))  # (C,)
+        delta = self.mean - batch_mean  # (C, F)
+        shift = delta * torch.sqrt(w * (1 - w)).unsqueeze(1)  # √(w(1−w)) (μ − μ_b)
+        # w Σ_b = Σ_i∈c (w/n_c) x_i x_iᵀ: fold the weight into one side of the product.
+        scaled = onehot.t().unsqueeze(2) * centred.unsqueeze(0)  # (C, N, F)
+        scaled = scaled * (w / n.clamp(min=1)).view(-1, 1, 1)
+        if self.diagonal:
+            self.cov.mul_((1 - w).unsqueeze(1))
+            self.cov.add_((scaled * centred.unsqueeze(0)).sum(1))
+            self.cov.add_(shift * shift)
+        else:
+            self.cov.mul_((1 - w).view(-1, 1, 1))
+            self.cov.baddbmm_(
+                scaled.transpose(1, 2), centred.unsqueeze(0).expand(self.num_classes, -1, -1)
+            )
+            self.cov.baddbmm_(shift.unsqueeze(2), shift.unsqueeze(1))
+        self.mean.sub_(delta * w.unsqueeze(1))
+        self.count.add_(n.to(torch.int64))
+
+    def reset(self) -> None:
+        """Forget everything seen so far."""
+        self.count.zero_()
+        self.mean.zero_()
+        self.cov.zero_()
+
+
+def class_pair_quadratic(weight: torch.Tensor, class_cov: torch.Tensor) -> torch.Tensor:
+    """The C x C table q[y, j] = (w_j − w_y)ᵀ Σ_y (w_j − w_y), with q[y, y] = 0.
+
+    It is computed once per step, never per sample: O(C²·F²) time, O(C²·F) memory.
+
+    Args:
+        weight: (C, F) classifier weights (gradients flow into them).
+        class_cov: (C, F, F) covariances or (C, F) variances; treated as constant.
+
+    Returns:
+        (C, C) table, row y = true class, column j = other class.
+    """
+    cov = class_cov.detach().to(weight.dtype)
+    diff = weight.unsqueeze(0) - weight.unsqueeze(1)  # (C_y, C_j, F): w_j − w_y
+    if cov.dim() == 2:
+        return (diff * diff * cov.unsqueeze(1)).sum(-1)
+    return (torch.bmm(diff, cov) * diff).sum(-1)
+
+
+def covariance_factor(class_cov: torch.Tensor) -> torch.Tensor:
+    """A factor L_c with L_c L_cᵀ = Σ_c, for sampling N(0, Σ_c) as L_c ε.
+
+    Full covariances may be singular: Cholesky with a small relative jitter is
+    tried first, and an eigendecomposition with eigenvalues clamped at 0 is the
+    fallback. Diagonal variances give their element-wise square root.
+
+    Args:
+        class_cov: (C, F, F) or (C, F).
+
+    Returns:
+        (C, F, F) lower factors, or (C, F) standard deviations.
+    """
+    cov = class_cov.detach()
+    if cov.dim() == 2:
+        return cov.clamp(min=0).sqrt()
+    feature_dim = cov.shape[-1]
+    eye = torch.eye(feature_dim, dtype=cov.dtype, device=cov.device)
+    scale = cov.diagonal(dim1=-2, dim2=-1).mean(-1).clamp(min=torch.finfo(cov.dtype).tiny)
+    rel = 1e-10 if cov.dtype == torch.float64 else 1e-6
+    for _ in range(3):
+        factor, info = torch.linalg.cholesky_ex(cov + (rel * scale).view(-1, 1, 1) * eye)
+        if not bool((info != 0).any()):
+            return factor
+        rel *= 100
+    evals, evecs = torch.linalg.eigh(cov)
+    return evecs * evals.clamp(min=0).sqrt().unsqueeze(-2)

@@ -83,20 +83,21 @@ class ClassCovariance(nn.Module):
         total = n + self.count.to(a.dtype)
         w = torch.where(total > 0, n / total.clamp(min=1), torch.zeros_like(n))  # (C,)
         delta = self.mean - batch_mean  # (C, F)
-        shift = delta * torch.sqrt(w * (1 - w)).unsqueeze(1)  # √(w(1−w)) (μ − μ_b)
-        # w Σ_b = Σ_i∈c (w/n_c) x_i x_iᵀ: fold the weight into one side of the product.
-        scaled = onehot.t().unsqueeze(2) * centred.unsqueeze(0)  # (C, N, F)
-        scaled = scaled * (w / n.clamp(min=1)).view(-1, 1, 1)
+        # w Σ_b + w(1−w) d dᵀ = Σ_i∈c (w/n_c) x_i x_iᵀ + s sᵀ with s = √(w(1−w)) d: one
+        # product over the batch rows plus one extra row per class, so Σ is read twice.
+        shift = delta * torch.sqrt(w * (1 - w)).unsqueeze(1)  # (C, F)
+        rows = torch.cat([onehot.t().unsqueeze(2) * centred.unsqueeze(0), shift.unsqueeze(1)], 1)
+        left = rows * torch.cat(
+            [
+                (w / n.clamp(min=1)).view(-1, 1).expand(-1, rows.shape[1] - 1),
+                torch.ones_like(w).view(-1, 1),
+            ],
+            1,
+        ).unsqueeze(2)  # (C, N+1, F)
         if self.diagonal:
-            self.cov.mul_((1 - w).unsqueeze(1))
-            self.cov.add_((scaled * centred.unsqueeze(0)).sum(1))
-            self.cov.add_(shift * shift)
+            self.cov.mul_((1 - w).unsqueeze(1)).add_((left * rows).sum(1))
         else:
-            self.cov.mul_((1 - w).view(-1, 1, 1))
-            self.cov.baddbmm_(
-                scaled.transpose(1, 2), centred.unsqueeze(0).expand(self.num_classes, -1, -1)
-            )
-            self.cov.baddbmm_(shift.unsqueeze(2), shift.unsqueeze(1))
+            self.cov.mul_((1 - w).view(-1, 1, 1)).baddbmm_(left.transpose(1, 2), rows)
         self.mean.sub_(delta * w.unsqueeze(1))
         self.count.add_(n.to(torch.int64))
 

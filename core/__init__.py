@@ -1,0 +1,1 @@
+"""Service plumbing shared by app/ and worker/: settings, database, tables, blob storage, errors."""

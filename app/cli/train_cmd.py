@@ -1,0 +1,112 @@
+"""`crackscan train`: train or fine-tune a crack classifier on a labelled set."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from app.cli.progress import TrainingBar
+from models.backbones import BACKBONES
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("train", help="train (or fine-tune with --init) a crack classifier")
+    p.add_argument("data", type=Path, help="labelled set: folder or .zip")
+    p.add_argument("--backbone", default="resnet18", choices=BACKBONES)
+    p.add_argument("--loss", default="igmsda", choices=("ce", "focal", "isda", "gm", "igmsda"))
+    p.add_argument("--epochs", type=int, default=150)
+    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument(
+        "--lr-milestones",
+        type=int,
+        nargs="*",
+        default=None,
+        help="epochs after which the lr drops 10x (default: 65/95/125 of 150, scaled)",
+    )
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--lam0", type=float, default=0.5, help="ISDA/IGMSDA augmentation strength λ0")
+    p.add_argument("--alpha0", type=float, default=2.5, help="IGMSDA modulation α0")
+    p.add_argument("--gm-samples", type=int, default=100, help="samples S of the explicit GM loss")
+    p.add_argument("--weights", default=None, help="'imagenet' or a torchvision weights file")
+    p.add_argument("--defect-classes", nargs="+", default=None, help="class names that are defects")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init", type=Path, default=None, help="fine-tune from this checkpoint")
+    p.add_argument("--resume", type=Path, default=None, help="continue from a .partial checkpoint")
+    p.add_argument("--out", type=Path, required=True, help="where to write the checkpoint")
+    p.add_argument("--metrics-out", type=Path, default=None, help="write the metrics as JSON here")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+    from models.data import load_labelled_set
+    from models.training import TrainConfig, fit
+
+    base = load_checkpoint(args.init) if args.init else None
+    resume = load_checkpoint(args.resume) if args.resume else None
+    config = TrainConfig(
+        backbone=args.backbone,
+        loss=args.loss,
+        epochs=args.epochs,
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        lr_milestones=args.lr_milestones,
+        weight_decay=args.weight_decay,
+        lam0=args.lam0,
+        alpha0=args.alpha0,
+        gm_samples=args.gm_samples,
+        weights=args.weights,
+        device=args.device,
+        seed=args.seed,
+    )
+    known = base or resume
+    data = load_labelled_set(
+        args.data,
+        defect_classes=args.defect_classes or (known.defect_classes if known else None),
+        classes=known.classes if known else None,
+        seed=args.seed,
+    )
+    print(_describe(data.summary()), file=sys.stderr)
+    partial = args.out.with_name(args.out.name + ".partial")
+    bar = TrainingBar(config.epochs)
+
+    def keep_last(record: dict[str, Any], last: Checkpoint, improved: bool) -> None:
+        save_checkpoint(last, partial)  # what --resume continues from if this run stops
+
+    try:
+        result = fit(config, data, init=base, resume=resume, progress=bar, on_epoch_end=keep_last)
+    finally:
+        bar.close()
+    digest = save_checkpoint(result.checkpoint, args.out)
+    partial.unlink(missing_ok=True)
+    test = result.metrics["test"]
+    print(
+        f"wrote {args.out} (sha256 {digest[:12]}): test macro F {test['macro_f1']:.4f}, "
+        f"accuracy {test['accuracy']:.4f}, ECE {test['ece']:.4f} -> {test['ece_calibrated']:.4f} "
+        f"at T={test['temperature']:.3f}"
+    )
+    if args.metrics_out:
+        args.metrics_out.parent.mkdir(parents=True, exist_ok=True)
+        args.metrics_out.write_text(
+            json.dumps({**result.metrics, "history": result.history}, indent=2)
+        )
+    return 0
+
+
+def _describe(summary: dict[str, Any]) -> str:
+    counts = ", ".join(
+        f"{split}: " + "/".join(f"{n}" for n in per.values())
+        for split, per in summary["counts"].items()
+    )
+    return (
+        f"{summary['source']}: {summary['layout']} layout, classes {summary['classes']} "
+        f"(defects {summary['defect_classes']}), {counts}; skipped {summary['skipped']} unreadable, "
+        f"removed {summary['duplicates_removed']} duplicates"
+    )

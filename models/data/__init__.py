@@ -1,0 +1,35 @@
+"""Labelled tile sets: layouts, loading, splits and tensor batches."""
+
+from models.data.labelled_set import (
+    DEFECT_NAME_RULE,
+    LabelledSet,
+    Sample,
+    is_defect_name,
+    load_labelled_set,
+    stratified_split,
+)
+from models.data.sources import open_source
+from models.data.tensors import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    epoch_batches,
+    load_tile,
+    load_tiles,
+    normalise,
+)
+
+__all__ = [
+    "DEFECT_NAME_RULE",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "LabelledSet",
+    "Sample",
+    "epoch_batches",
+    "is_defect_name",
+    "load_labelled_set",
+    "load_tile",
+    "load_tiles",
+    "normalise",
+    "open_source",
+    "stratified_split",
+]

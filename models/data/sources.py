@@ -1,0 +1,83 @@
+"""Where a labelled set's files come from: a folder or a .zip, read through one interface."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path, PurePosixPath
+from typing import Protocol
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"}
+
+
+class FileSource(Protocol):
+    """Relative POSIX paths of the files in a set, and their bytes."""
+
+    location: str
+
+    def names(self) -> list[str]: ...
+
+    def read(self, name: str) -> bytes: ...
+
+
+class FolderSource:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.location = str(root)
+
+    def names(self) -> list[str]:
+        return sorted(
+            p.relative_to(self.root).as_posix()
+            for p in self.root.rglob("*")
+            if p.is_file() and not _hidden(p.relative_to(self.root).as_posix())
+        )
+
+    def read(self, name: str) -> bytes:
+        return (self.root / name).read_bytes()
+
+
+class ZipSource:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.location = str(path)
+        try:
+            self._zip = zipfile.ZipFile(path)
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise ValueError(f"{path} is not a readable zip file: {exc}") from exc
+
+    def names(self) -> list[str]:
+        return sorted(
+            info.filename
+            for info in self._zip.infolist()
+            if not info.is_dir() and not _hidden(info.filename)
+        )
+
+    def read(self, name: str) -> bytes:
+        return self._zip.read(name)
+
+    def __getstate__(self) -> dict[str, object]:  # DataLoader workers reopen the zip
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__init__(Path(str(state["path"])))  # type: ignore[misc]
+
+
+def _hidden(name: str) -> bool:
+    """macOS resource forks, dot-files and __MACOSX folders are not data."""
+    parts = PurePosixPath(name).parts
+    return any(p.startswith(".") or p == "__MACOSX" for p in parts)
+
+
+def open_source(path: str | Path) -> FileSource:
+    """Open a folder or a .zip file; ValueError if it is neither."""
+    p = Path(path)
+    if p.is_dir():
+        return FolderSource(p)
+    if p.is_file() and zipfile.is_zipfile(p):
+        return ZipSource(p)
+    if not p.exists():
+        raise FileNotFoundError(f"no such dataset: {p}")
+    raise ValueError(f"{p} is neither a folder nor a .zip file")
+
+
+def is_image_name(name: str) -> bool:
+    return PurePosixPath(name).suffix.lower() in IMAGE_SUFFIXES

@@ -1,0 +1,76 @@
+"""Images as uint8 tensors (N, 3, S, S), decoded and resized once, and batches from them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+from PIL import Image
+
+from models.data.labelled_set import Sample
+from models.data.sources import FileSource
+from models.imageio import decode_rgb
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def load_tile(data: bytes, size: int) -> torch.Tensor:
+    """Decode and resize one tile to (3, size, size) uint8."""
+    image = decode_rgb(data)
+    if image.size != (size, size):
+        image = image.resize((size, size), Image.Resampling.BILINEAR)
+    return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)
+
+
+def load_tiles(
+    source: FileSource, samples: list[Sample], size: int, threads: int = 2
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode every sample once: (N, 3, size, size) uint8 images and (N,) int64 labels.
+
+    The set was verified when loaded, so decoding here does not fail on corrupt files.
+    """
+    images = torch.empty(len(samples), 3, size, size, dtype=torch.uint8)
+
+    def fill(i: int) -> None:
+        images[i] = load_tile(source.read(samples[i].name), size)
+
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        list(pool.map(fill, range(len(samples))))
+    labels = torch.tensor([s.label for s in samples], dtype=torch.int64)
+    return images, labels
+
+
+def normalise(batch: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """uint8 (N, 3, H, W) -> float32 (x / 255 − mean) / std."""
+    m = torch.tensor(mean, device=batch.device).view(1, -1, 1, 1) * 255.0
+    s = torch.tensor(std, device=batch.device).view(1, -1, 1, 1) * 255.0
+    return (batch.float() - m) / s
+
+
+def epoch_batches(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    batch_size: int,
+    generator: torch.Generator,
+    hflip: bool,
+    drop_last: bool = True,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Shuffled batches for one epoch, with random horizontal flips, all from `generator`.
+
+    The order and the flips depend only on the generator's seed, so an epoch is
+    reproduced exactly when training resumes.
+    """
+    n = images.shape[0]
+    order = torch.randperm(n, generator=generator)
+    flips = torch.rand(n, generator=generator) < 0.5 if hflip else torch.zeros(n, dtype=torch.bool)
+    stop = n - n % batch_size if drop_last and n >= batch_size else n
+    for start in range(0, stop, batch_size):
+        idx = order[start : start + batch_size]
+        batch = images[idx]
+        flip = flips[idx]
+        if bool(flip.any()):
+            batch[flip] = batch[flip].flip(-1)
+        yield batch, labels[idx]

@@ -1,0 +1,84 @@
+"""`crackscan train` and `crackscan evaluate`, run as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from models.checkpoint import load_checkpoint
+
+CLI = [sys.executable, "-m", "app.cli"]
+
+
+def crackscan(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600
+    )
+
+
+@pytest.mark.slow
+def test_train_then_fine_tune_then_evaluate(tiny_set, tmp_path):
+    out = tmp_path / "model.ckpt"
+    metrics = tmp_path / "metrics.json"
+    done = crackscan(
+        "train",
+        tiny_set,
+        "--epochs",
+        "2",
+        "--image-size",
+        "32",
+        "--batch-size",
+        "16",
+        "--out",
+        out,
+        "--metrics-out",
+        metrics,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "wrote" in done.stdout and "test macro F" in done.stdout
+    assert "training" in done.stderr  # the progress bar
+    assert not out.with_name(out.name + ".partial").exists()
+    ckpt = load_checkpoint(out)
+    assert ckpt.classes == ["crack", "no_crack"] and ckpt.config["loss"] == "igmsda"
+    saved = json.loads(metrics.read_text())
+    assert 0 <= saved["test"]["macro_f1"] <= 1 and len(saved["history"]) == 2
+
+    tuned = tmp_path / "tuned.ckpt"
+    done = crackscan(
+        "train",
+        tiny_set,
+        "--epochs",
+        "1",
+        "--image-size",
+        "32",
+        "--batch-size",
+        "16",
+        "--init",
+        out,
+        "--out",
+        tuned,
+    )
+    assert done.returncode == 0, done.stderr
+    assert load_checkpoint(tuned).content_hash != ckpt.content_hash
+
+    done = crackscan("evaluate", tuned, tiny_set, "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert 0.0 <= report["macro_f1"] <= 1.0 and report["count"] == 120
+    done = crackscan("evaluate", tuned, tiny_set)
+    assert "macro P" in done.stdout and "ECE" in done.stdout
+
+
+def test_bad_inputs_give_clear_errors(tmp_path, tiny_set):
+    junk = tmp_path / "junk.ckpt"
+    junk.write_text("nope")
+    done = crackscan("evaluate", junk, tiny_set)
+    assert done.returncode == 2 and "not a crackscan checkpoint" in done.stderr
+    done = crackscan("train", tmp_path / "missing", "--out", tmp_path / "m.ckpt")
+    assert done.returncode == 2 and "no such dataset" in done.stderr
+    done = crackscan("train", tiny_set, "--loss", "hinge", "--out", tmp_path / "m.ckpt")
+    assert done.returncode == 2 and "invalid choice" in done.stderr

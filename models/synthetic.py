@@ -170,8 +170,14 @@ def make_survey(
     seed: int = 0,
     cracks: int = 6,
     surface: str = "concrete",
+    crack_width: tuple[float, float] = (3.0, 7.0),
+    crack_length: tuple[float, float] = (0.3, 0.7),
 ) -> tuple[Image.Image, np.ndarray]:
-    """A large survey photo and its (H, W) uint8 mask (255 where a pixel is crack)."""
+    """A large survey photo and its (H, W) uint8 mask (255 where a pixel is crack).
+
+    Crack widths are drawn from `crack_width` (pixels), lengths from `crack_length`
+    (fractions of the shorter side).
+    """
     rng = np.random.default_rng(seed)
     grey = _distractors(rng, texture(rng, width, height, surface), (width, height))
     mask = Image.new("L", (width, height), 0)
@@ -179,6 +185,6 @@ def make_survey(
     scale = min(width, height)
     for _ in range(cracks):
         start = (rng.uniform(0.1, 0.9) * width, rng.uniform(0.1, 0.9) * height)
-        draw_crack(draw, rng, start, rng.uniform(0.3, 0.7) * scale, rng.uniform(3, 7))
+        draw_crack(draw, rng, start, rng.uniform(*crack_length) * scale, rng.uniform(*crack_width))
     grey = _apply_mask(grey, mask, rng.uniform(60, 100), 1.0)
     return _tint(rng, grey), np.asarray(mask, dtype=np.uint8)

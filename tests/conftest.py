@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import time
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
 
+from models.checkpoint import save_checkpoint
+from models.data import load_labelled_set
 from models.synthetic import write_tile_set
+from models.training import TrainConfig, TrainResult, fit
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -36,3 +43,95 @@ def tiny_set(tmp_path_factory) -> Path:
 def synthetic_set(tmp_path_factory) -> Path:
     """500 tiles per class at 48 px, for the accuracy test."""
     return write_tile_set(tmp_path_factory.mktemp("syn") / "set", per_class=500, size=48, seed=1)
+
+
+@dataclass
+class TrainedModel:
+    result: TrainResult
+    seconds: float
+    path: Path
+
+
+@pytest.fixture(scope="session")
+def synthetic_model(synthetic_set, tmp_path_factory) -> TrainedModel:
+    """resnet18 trained with IGMSDA on synthetic 48 px tiles, on the CPU (about 30 s)."""
+    torch.set_num_threads(2)
+    data = load_labelled_set(synthetic_set, seed=0)
+    config = TrainConfig(
+        backbone="resnet18",
+        loss="igmsda",
+        epochs=10,
+        image_size=48,
+        batch_size=32,
+        lr=0.01,
+        lr_milestones=[8],
+    )
+    started = time.perf_counter()
+    result = fit(config, data)
+    seconds = time.perf_counter() - started
+    path = tmp_path_factory.mktemp("model") / "synthetic.ckpt"
+    save_checkpoint(result.checkpoint, path)
+    return TrainedModel(result, seconds, path)
+
+
+# ---------------------------------------------------------------- real services
+
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def service_missing(what: str, why: object) -> None:
+    """Skip with the reason, or fail where CI requires the services."""
+    message = f"{what} is not reachable ({why})"
+    if os.environ.get("CRACKSCAN_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{message}, and CRACKSCAN_REQUIRE_SERVICES=1")
+    pytest.skip(message)
+
+
+def postgres_admin():  # type: ignore[no-untyped-def]
+    import psycopg
+
+    try:
+        return psycopg.connect(
+            "host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True, connect_timeout=3
+        )
+    except Exception as exc:
+        service_missing("PostgreSQL on 127.0.0.1:5432", exc)
+
+
+def require_redis() -> str:
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except Exception as exc:
+        service_missing("Redis on 127.0.0.1:6379", exc)
+    return REDIS_URL
+
+
+@pytest.fixture
+def postgres_url():  # type: ignore[no-untyped-def]
+    """A fresh PostgreSQL database for one test, dropped afterwards."""
+    admin = postgres_admin()
+    name = f"crackscan_{uuid.uuid4().hex[:12]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        from core.db import dispose_engines
+
+        dispose_engines()
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (name,),
+        )
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
+def database_url(request, tmp_path):  # type: ignore[no-untyped-def]
+    """A real SQLite file, and a real PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'crackscan.db'}"
+    return request.getfixturevalue("postgres_url")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import torch
 
@@ -19,20 +17,8 @@ def tiny_config(**kw) -> TrainConfig:
 
 
 @pytest.mark.slow
-def test_synthetic_tiles_reach_macro_f_095_within_a_minute(synthetic_set):
-    data = load_labelled_set(synthetic_set, seed=0)
-    config = TrainConfig(
-        backbone="resnet18",
-        loss="igmsda",
-        epochs=10,
-        image_size=48,
-        batch_size=32,
-        lr=0.01,
-        lr_milestones=[8],
-    )
-    started = time.perf_counter()
-    result = fit(config, data)
-    seconds = time.perf_counter() - started
+def test_synthetic_tiles_reach_macro_f_095_within_a_minute(synthetic_model):
+    result, seconds = synthetic_model.result, synthetic_model.seconds
     test = result.metrics["test"]
     assert test["macro_f1"] >= 0.95, test
     assert seconds < 60, f"took {seconds:.0f} s"

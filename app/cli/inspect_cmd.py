@@ -1,0 +1,73 @@
+"""`crackscan inspect`: crack maps of survey photos, written as crackmap.json and overlay.png."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("inspect", help="map the cracks in survey photos")
+    p.add_argument("images", type=Path, nargs="+", help="JPEG, PNG or TIFF files")
+    p.add_argument("--model", type=Path, required=True, help="a crackscan checkpoint")
+    p.add_argument(
+        "--tile", type=int, default=None, help="tile size in px (default: the model's input)"
+    )
+    p.add_argument(
+        "--stride", type=int, default=None, help="step between tiles (default: the tile)"
+    )
+    p.add_argument("--threshold", type=float, default=0.5, help="defect probability threshold")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--max-pixels", type=int, default=250_000_000)
+    p.add_argument("--out", type=Path, required=True, help="folder: one subfolder per image")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from app.schemas.crackmap import crackmap_read
+    from models.checkpoint import load_checkpoint
+    from models.inference import InferenceConfig, Predictor, geojson, read_image, render_overlay
+
+    predictor = Predictor(
+        load_checkpoint(args.model),
+        InferenceConfig(
+            device=args.device,
+            batch_size=args.batch_size,
+            max_pixels=args.max_pixels,
+            threshold=args.threshold,
+        ),
+    )
+    failures = 0
+    for path in args.images:
+        try:
+            array = read_image(path.read_bytes(), args.max_pixels)
+        except (OSError, ValueError) as exc:
+            print(f"{path}: error: {exc}", file=sys.stderr)
+            failures += 1
+            continue
+        with tqdm(total=1, desc=path.name, unit="tile", file=sys.stderr, dynamic_ncols=True) as bar:
+
+            def show(done: int, total: int, bar: Any = bar) -> None:
+                bar.total = total
+                bar.n = done
+                bar.refresh()
+
+            crack_map = predictor.inspect_array(array, args.tile, args.stride, args.threshold, show)
+        folder = args.out / path.stem
+        folder.mkdir(parents=True, exist_ok=True)
+        document = crackmap_read(crack_map, name=path.name)
+        (folder / "crackmap.json").write_text(document.model_dump_json(indent=1))
+        (folder / "overlay.png").write_bytes(render_overlay(array, crack_map))
+        (folder / "defects.geojson").write_text(json.dumps(geojson(crack_map)))
+        s = document.summary
+        print(
+            f"{path}: {s.defect_tiles}/{s.tiles} defect tiles, {100 * s.defect_area_fraction:.1f}% of the area, "
+            f"max p {s.max_defect_prob:.2f}, {crack_map.timings['tiles_per_s']:.0f} tiles/s -> {folder}"
+        )
+    return 1 if failures else 0

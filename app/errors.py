@@ -1,0 +1,64 @@
+"""One JSON error shape for every 4xx and 5xx: {"error": {"status", "code", "message", "field"}}."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from core.errors import CrackscanError
+
+log = logging.getLogger("crackscan.api")
+
+
+def error_body(
+    status: int, code: str, message: str, field: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    return {"error": {"status": status, "code": code, "message": message, "field": field, **extra}}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(CrackscanError)
+    async def _domain(_: Request, exc: CrackscanError) -> JSONResponse:
+        body = error_body(exc.status_code, exc.code, exc.message, exc.field, **exc.extra)
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        first = errors[0] if errors else {}
+        loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "form")]
+        field = ".".join(loc) or None
+        message = (
+            f"{field}: {first.get('msg', 'invalid')}"
+            if field
+            else str(first.get("msg", "invalid request"))
+        )
+        details = [
+            {"field": ".".join(str(p) for p in e.get("loc", ())), "message": e.get("msg")}
+            for e in errors
+        ]
+        return JSONResponse(
+            error_body(422, "validation_error", message, field, details=details), status_code=422
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse(
+            error_body(exc.status_code, code, str(exc.detail)),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return JSONResponse(
+            error_body(500, "internal_error", f"internal error: {type(exc).__name__}"),
+            status_code=500,
+        )

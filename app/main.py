@@ -1,0 +1,83 @@
+"""The FastAPI application: create_app() wires settings, database, model registry and routes."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from sqlalchemy import func, select
+
+from app.errors import install_error_handlers
+from app.metrics import Metrics
+from app.routes import datasets, health, inspections, jobs, models
+from app.services.inspections import InspectionRunner
+from app.services.jobs import JobQueue
+from app.services.models import ModelRegistry
+from core.config import Settings, get_settings
+from core.db import session_factory
+from core.migrate import is_up_to_date
+from core.tables import TrainingJob
+
+log = logging.getLogger("crackscan.api")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not is_up_to_date(settings.db_url):
+            raise RuntimeError(
+                f"the database at {settings.db_url} is not migrated: run `crackscan db upgrade`"
+            )
+        sessions = session_factory(settings.db_url)
+        metrics = Metrics()
+        registry = ModelRegistry(settings, sessions)
+        runner = InspectionRunner(
+            sessions, registry, settings.inspection_queue_size, settings.blob_chunk_bytes, metrics
+        )
+        app.state.settings, app.state.sessions, app.state.metrics = settings, sessions, metrics
+        app.state.registry, app.state.runner, app.state.jobs = registry, runner, JobQueue(settings)
+        metrics.gauges["crackscan_inspection_queue_depth"] = lambda: runner.depth
+        metrics.gauges["crackscan_training_jobs_queued"] = lambda: _count_queued(sessions)
+        runner.start()
+        runner.recover()
+        try:
+            registry.warm_active()
+        except Exception as exc:  # the service still starts; /readyz reports the problem
+            log.warning("the active model could not be loaded: %s", exc)
+        yield
+        runner.stop()
+
+    app = FastAPI(
+        title="crackscan",
+        version="1",
+        description="Crack maps from survey photos, and IGMSDA-trained crack classifiers.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+
+    @app.middleware("http")
+    async def observe(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        request.app.state.metrics.observe_request(
+            request.method, path, response.status_code, time.perf_counter() - started
+        )
+        return response
+
+    for module in (health, inspections, datasets, jobs, models):
+        app.include_router(module.router)
+    return app
+
+
+def _count_queued(sessions: object) -> int:
+    with sessions() as session:  # type: ignore[operator]
+        return int(session.scalar(select(func.count()).where(TrainingJob.status == "queued")) or 0)

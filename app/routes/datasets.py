@@ -1,0 +1,106 @@
+"""/v1/datasets: labelled tile sets uploaded as zips, validated on arrival."""
+
+from __future__ import annotations
+
+import asyncio
+import zipfile
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
+from sqlalchemy import select
+
+from app.auth import ReadScope, TrainScope
+from app.deps import SessionDep, SettingsDep
+from app.routes.common import get_or_404, paginate
+from app.schemas.api import DatasetRead, Page
+from app.services.uploads import remove_folder, spool_upload, temp_folder
+from core.blobs import delete_blob, store_file
+from core.errors import Conflict, Unprocessable
+from core.tables import Dataset, TrainingJob
+from models.data import LabelledSet, load_labelled_set
+
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+
+
+def validate_zip(path: str, defect_classes: list[str] | None) -> LabelledSet:
+    if not zipfile.is_zipfile(path):
+        raise Unprocessable("the dataset must be a .zip file", field="file")
+    try:
+        return load_labelled_set(path, defect_classes=defect_classes)
+    except ValueError as exc:
+        raise Unprocessable(str(exc), field="file") from exc
+
+
+@router.post("", status_code=201, dependencies=[TrainScope], response_model=DatasetRead)
+async def create_dataset(
+    request: Request,
+    settings: SettingsDep,
+    file: Annotated[UploadFile, File(description="zip of a labelled tile set")],
+    name: Annotated[str | None, Form(max_length=200)] = None,
+    defect_classes: Annotated[
+        str | None, Form(description="comma-separated defect class names")
+    ] = None,
+) -> DatasetRead:
+    folder = temp_folder()
+    try:
+        path = await spool_upload(file, folder, settings.max_upload_mb << 20, "dataset.zip")
+        defects = (
+            [c.strip() for c in defect_classes.split(",") if c.strip()] if defect_classes else None
+        )
+        data = await asyncio.to_thread(validate_zip, str(path), defects)
+        summary = data.summary()
+        with request.app.state.sessions.begin() as session:
+            blob = store_file(session, path, settings.blob_chunk_bytes, "application/zip")
+            row = Dataset(
+                name=name or (file.filename or "dataset"),
+                blob_id=blob.id,
+                layout=data.layout,
+                classes=data.classes,
+                defect_classes=data.defect_classes,
+                counts=data.counts(),
+                skipped={"count": len(data.skipped), "examples": summary["skipped_examples"]},
+                duplicates_removed=data.duplicates_removed,
+            )
+            session.add(row)
+            session.flush()
+            return DatasetRead.model_validate(row)
+    finally:
+        remove_folder(folder)
+
+
+@router.get("", dependencies=[ReadScope], response_model=Page[DatasetRead])
+def list_datasets(
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Page[DatasetRead]:
+    rows, total = paginate(
+        session, select(Dataset).order_by(Dataset.created_at.desc(), Dataset.id), limit, offset
+    )
+    return Page[DatasetRead](
+        items=[DatasetRead.model_validate(r) for r in rows], total=total, limit=limit, offset=offset
+    )
+
+
+@router.get("/{dataset_id}", dependencies=[ReadScope], response_model=DatasetRead)
+def get_dataset(dataset_id: str, session: SessionDep) -> DatasetRead:
+    return DatasetRead.model_validate(get_or_404(session, Dataset, dataset_id, "dataset"))
+
+
+@router.delete("/{dataset_id}", status_code=204, dependencies=[TrainScope])
+def delete_dataset(dataset_id: str, session: SessionDep) -> Response:
+    row = get_or_404(session, Dataset, dataset_id, "dataset")
+    busy = session.scalar(
+        select(TrainingJob.id).where(
+            TrainingJob.dataset_id == dataset_id, TrainingJob.status.in_(("queued", "running"))
+        )
+    )
+    if busy:
+        raise Conflict(
+            f"dataset {dataset_id} is used by training job {busy}; cancel it or wait for it"
+        )
+    blob_id = row.blob_id
+    session.delete(row)
+    session.flush()
+    delete_blob(session, blob_id)
+    return Response(status_code=204)

@@ -1,0 +1,52 @@
+"""/healthz, /readyz and /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from sqlalchemy import text
+
+from app.errors import error_body
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    """The process is alive."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> JSONResponse:
+    """The database answers and the active model is loaded and warmed up."""
+    state = request.app.state
+    try:
+        with state.sessions() as session:
+            session.execute(text("SELECT 1"))
+    except Exception as exc:
+        return JSONResponse(
+            error_body(503, "unavailable", f"database unreachable: {exc}"), status_code=503
+        )
+    try:
+        ready = await asyncio.to_thread(state.registry.warm_active)
+    except Exception as exc:
+        return JSONResponse(
+            error_body(503, "unavailable", f"the active model failed to load: {exc}"),
+            status_code=503,
+        )
+    if not ready:
+        return JSONResponse(
+            error_body(503, "unavailable", "no active model: train or import one and activate it"),
+            status_code=503,
+        )
+    return JSONResponse({"status": "ready", "model_id": state.registry.active_id()})
+
+
+@router.get("/metrics", response_class=PlainTextResponse)
+def metrics(request: Request) -> PlainTextResponse:
+    return PlainTextResponse(
+        request.app.state.metrics.render(), media_type="text/plain; version=0.0.4"
+    )

@@ -1,0 +1,173 @@
+"""/v1/inspections: upload a photo, get its crack map and overlay."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
+from fastapi.responses import JSONResponse, StreamingResponse
+from sqlalchemy import select
+
+from app.auth import InspectScope, ReadScope
+from app.deps import RegistryDep, RunnerDep, SessionDep, SettingsDep
+from app.routes.common import get_or_404, paginate
+from app.schemas.api import InspectionRead, Page
+from app.services.uploads import remove_folder, spool_upload, temp_folder
+from core.blobs import delete_blob, iter_chunks, store_file
+from core.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable
+from core.tables import Inspection
+from models.imageio import ImageDecodeError
+from models.inference import ImageTooLargeError, make_grid, probe
+
+router = APIRouter(prefix="/v1/inspections", tags=["inspections"])
+
+
+def inspection_read(row: Inspection, request: Request, with_map: bool = True) -> InspectionRead:
+    body = InspectionRead.model_validate(row)
+    body.crackmap = row.crackmap if with_map else None
+    if row.status == "succeeded":
+        body.overlay_url = str(request.url_for("get_overlay", inspection_id=row.id))
+    return body
+
+
+@router.post(
+    "",
+    status_code=201,
+    dependencies=[InspectScope],
+    response_model=InspectionRead,
+    responses={202: {"model": InspectionRead}, 429: {"description": "queue full"}},
+)
+async def create_inspection(
+    request: Request,
+    settings: SettingsDep,
+    registry: RegistryDep,
+    runner: RunnerDep,
+    image: Annotated[UploadFile, File(description="JPEG, PNG or TIFF survey photo")],
+    tile: Annotated[int | None, Form(ge=8, le=4096)] = None,
+    stride: Annotated[int | None, Form(ge=2, le=4096)] = None,
+    threshold: Annotated[float | None, Form(ge=0.0, le=1.0)] = None,
+    model_id: Annotated[str | None, Form()] = None,
+) -> Response:
+    runner.reserve()
+    folder = temp_folder()
+    submitted = False
+    try:
+        path = await spool_upload(image, folder, settings.max_upload_mb << 20, "image")
+        try:
+            _, width, height = probe(path.read_bytes(), settings.max_image_pixels)
+        except ImageTooLargeError as exc:
+            raise PayloadTooLarge(str(exc), field="image") from exc
+        except ImageDecodeError as exc:
+            raise Unprocessable(str(exc), field="image") from exc
+        model_id, predictor = await asyncio.to_thread(registry.get, model_id)
+        tile_px = tile or predictor.checkpoint.input_size
+        try:
+            make_grid(height, width, tile_px, stride)
+        except ValueError as exc:
+            raise Unprocessable(str(exc), field="stride" if stride else "tile") from exc
+        params = {"tile": tile, "stride": stride, "threshold": threshold}
+        with request.app.state.sessions.begin() as session:
+            blob = store_file(
+                session,
+                path,
+                settings.blob_chunk_bytes,
+                image.content_type or "application/octet-stream",
+            )
+            row = Inspection(
+                filename=image.filename or "image",
+                image_blob_id=blob.id,
+                width=width,
+                height=height,
+                params=params,
+                model_id=model_id,
+                status="queued",
+            )
+            session.add(row)
+            session.flush()
+            inspection_id = row.id
+        future = runner.submit(inspection_id)
+        submitted = True
+    finally:
+        remove_folder(folder)
+        if not submitted:
+            runner.release()
+    with contextlib.suppress(TimeoutError):
+        # shield: giving up waiting must not cancel the inspection's future
+        await asyncio.wait_for(
+            asyncio.shield(asyncio.wrap_future(future)), timeout=settings.inspection_wait_s
+        )
+    with request.app.state.sessions() as session:
+        row = get_or_404(session, Inspection, inspection_id, "inspection")
+        body = inspection_read(row, request).model_dump(mode="json")
+    location = str(request.url_for("get_inspection", inspection_id=inspection_id))
+    code = 201 if body["status"] in ("succeeded", "failed") else 202
+    return JSONResponse(body, status_code=code, headers={"Location": location})
+
+
+@router.get("", dependencies=[ReadScope], response_model=Page[InspectionRead])
+def list_inspections(
+    request: Request,
+    session: SessionDep,
+    status: Literal["queued", "running", "succeeded", "failed"] | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Page[InspectionRead]:
+    query = select(Inspection).order_by(Inspection.created_at.desc(), Inspection.id)
+    if status:
+        query = query.where(Inspection.status == status)
+    if created_after:
+        query = query.where(Inspection.created_at >= created_after)
+    if created_before:
+        query = query.where(Inspection.created_at < created_before)
+    rows, total = paginate(session, query, limit, offset)
+    items = [inspection_read(r, request, with_map=False) for r in rows]
+    return Page[InspectionRead](items=items, total=total, limit=limit, offset=offset)
+
+
+@router.get("/{inspection_id}", dependencies=[ReadScope], response_model=InspectionRead)
+def get_inspection(inspection_id: str, request: Request, session: SessionDep) -> InspectionRead:
+    return inspection_read(get_or_404(session, Inspection, inspection_id, "inspection"), request)
+
+
+@router.get(
+    "/{inspection_id}/overlay.png",
+    dependencies=[ReadScope],
+    response_class=StreamingResponse,
+    responses={200: {"content": {"image/png": {}}}},
+)
+def get_overlay(inspection_id: str, request: Request) -> StreamingResponse:
+    session = request.app.state.sessions()
+    row = session.get(Inspection, inspection_id)
+    if row is None:
+        session.close()
+        raise NotFound(f"no inspection {inspection_id}")
+    if row.overlay_blob_id is None:
+        session.close()
+        raise Conflict(f"inspection {inspection_id} is {row.status}: it has no overlay")
+
+    blob_id = row.overlay_blob_id
+
+    def stream() -> Iterator[bytes]:
+        try:
+            yield from iter_chunks(session, blob_id)
+        finally:
+            session.close()
+
+    return StreamingResponse(stream(), media_type="image/png")
+
+
+@router.delete("/{inspection_id}", status_code=204, dependencies=[InspectScope])
+def delete_inspection(inspection_id: str, session: SessionDep) -> Response:
+    row = get_or_404(session, Inspection, inspection_id, "inspection")
+    blobs = [row.image_blob_id, row.overlay_blob_id]
+    session.delete(row)
+    session.flush()
+    for blob_id in blobs:
+        delete_blob(session, blob_id)
+    return Response(status_code=204)

@@ -1,0 +1,102 @@
+"""/v1/jobs: training and fine-tuning jobs, run by the Celery workers."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+
+from app.auth import ReadScope, TrainScope
+from app.deps import SessionDep
+from app.routes.common import get_or_404, paginate
+from app.schemas.api import EpochRead, JobCreate, JobRead, Page
+from core.errors import Conflict, Unprocessable
+from core.tables import Dataset, EpochMetric, NetworkModel, TrainingJob, utcnow
+from models.training import TrainConfig
+
+router = APIRouter(prefix="/v1/jobs", tags=["training jobs"])
+
+
+def job_read(session: object, row: TrainingJob, with_epochs: bool = True) -> JobRead:
+    body = JobRead.model_validate(row)
+    if with_epochs:
+        epochs = session.scalars(  # type: ignore[attr-defined]
+            select(EpochMetric).where(EpochMetric.job_id == row.id).order_by(EpochMetric.epoch)
+        )
+        body.epochs = [EpochRead.model_validate(e) for e in epochs]
+    return body
+
+
+@router.post("", status_code=202, dependencies=[TrainScope], response_model=JobRead)
+def create_job(body: JobCreate, request: Request) -> JSONResponse:
+    with request.app.state.sessions.begin() as session:
+        dataset = get_or_404(session, Dataset, body.dataset_id, "dataset")
+        if body.base_model_id:
+            base = get_or_404(session, NetworkModel, body.base_model_id, "model")
+            if list(base.classes) != list(dataset.classes):
+                raise Unprocessable(
+                    f"model {base.id} knows classes {base.classes}, the dataset has {dataset.classes}",
+                    field="base_model_id",
+                )
+            if base.backbone != body.backbone:
+                raise Unprocessable(
+                    f"model {base.id} is a {base.backbone}, not a {body.backbone}", field="backbone"
+                )
+        fields = body.model_dump(exclude={"dataset_id", "base_model_id", "auto_activate"})
+        try:
+            config = TrainConfig(**fields)
+        except ValueError as exc:
+            raise Unprocessable(str(exc)) from exc
+        job = TrainingJob(
+            dataset_id=dataset.id,
+            base_model_id=body.base_model_id,
+            config=config.to_dict(),
+            auto_activate=body.auto_activate,
+            status="queued",
+        )
+        session.add(job)
+        session.flush()
+        job_id = job.id
+    if request.app.state.jobs.enqueue(job_id):  # after the commit: the worker reads the row
+        with request.app.state.sessions.begin() as session:
+            get_or_404(session, TrainingJob, job_id, "job").enqueued_at = utcnow()
+    with request.app.state.sessions() as session:
+        row = get_or_404(session, TrainingJob, job_id, "job")
+        content = job_read(session, row).model_dump(mode="json")
+    location = str(request.url_for("get_job", job_id=job_id))
+    return JSONResponse(content, status_code=202, headers={"Location": location})
+
+
+@router.get("", dependencies=[ReadScope], response_model=Page[JobRead])
+def list_jobs(
+    session: SessionDep,
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Page[JobRead]:
+    query = select(TrainingJob).order_by(TrainingJob.created_at.desc(), TrainingJob.id)
+    if status:
+        query = query.where(TrainingJob.status == status)
+    rows, total = paginate(session, query, limit, offset)
+    return Page[JobRead](
+        items=[job_read(session, r, False) for r in rows], total=total, limit=limit, offset=offset
+    )
+
+
+@router.get("/{job_id}", dependencies=[ReadScope], response_model=JobRead)
+def get_job(job_id: str, session: SessionDep) -> JobRead:
+    return job_read(session, get_or_404(session, TrainingJob, job_id, "job"))
+
+
+@router.post("/{job_id}/cancel", dependencies=[TrainScope], response_model=JobRead)
+def cancel_job(job_id: str, session: SessionDep) -> JobRead:
+    row = get_or_404(session, TrainingJob, job_id, "job")
+    if row.status in ("succeeded", "failed", "cancelled"):
+        raise Conflict(f"job {job_id} has already ended ({row.status})")
+    row.cancel_requested = True
+    if row.status == "queued":
+        row.status, row.finished_at = "cancelled", utcnow()
+    session.flush()
+    return job_read(session, row)

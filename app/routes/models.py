@@ -1,0 +1,96 @@
+"""/v1/models: trained and imported checkpoints; one is active for inspections."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi.responses import StreamingResponse
+from sqlalchemy import select
+
+from app.auth import AdminScope, ReadScope
+from app.deps import RegistryDep, SessionDep, SettingsDep
+from app.routes.common import get_or_404, paginate
+from app.schemas.api import ModelRead, Page
+from app.services.uploads import remove_folder, spool_upload, temp_folder
+from core.blobs import iter_chunks, store_file
+from core.catalog import activate, model_row
+from core.errors import NotFound, Unprocessable
+from core.tables import NetworkModel
+from models.checkpoint import CheckpointError, load_checkpoint
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+
+@router.get("", dependencies=[ReadScope], response_model=Page[ModelRead])
+def list_models(
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Page[ModelRead]:
+    query = select(NetworkModel).order_by(NetworkModel.created_at.desc(), NetworkModel.id)
+    rows, total = paginate(session, query, limit, offset)
+    return Page[ModelRead](
+        items=[ModelRead.model_validate(r) for r in rows], total=total, limit=limit, offset=offset
+    )
+
+
+@router.get("/{model_id}", dependencies=[ReadScope], response_model=ModelRead)
+def get_model(model_id: str, session: SessionDep) -> ModelRead:
+    return ModelRead.model_validate(get_or_404(session, NetworkModel, model_id, "model"))
+
+
+@router.post("", status_code=201, dependencies=[AdminScope], response_model=ModelRead)
+async def import_model(
+    request: Request,
+    settings: SettingsDep,
+    file: Annotated[UploadFile, File(description="a crackscan checkpoint (.ckpt)")],
+    name: Annotated[str | None, Form(max_length=200)] = None,
+) -> ModelRead:
+    folder = temp_folder()
+    try:
+        path = await spool_upload(file, folder, settings.max_upload_mb << 20, "model.ckpt")
+        try:
+            ckpt = load_checkpoint(path)
+        except CheckpointError as exc:
+            raise Unprocessable(str(exc), field="file") from exc
+        with request.app.state.sessions.begin() as session:
+            blob = store_file(session, path, settings.blob_chunk_bytes, "application/octet-stream")
+            row = model_row(ckpt, blob.id, name or (file.filename or "imported"))
+            session.add(row)
+            session.flush()
+            return ModelRead.model_validate(row)
+    finally:
+        remove_folder(folder)
+
+
+@router.post("/{model_id}/activate", dependencies=[AdminScope], response_model=ModelRead)
+def activate_model(model_id: str, session: SessionDep, registry: RegistryDep) -> ModelRead:
+    row = activate(session, model_id)
+    registry.forget(model_id)  # re-warmed on the next readiness check or inspection
+    return ModelRead.model_validate(row)
+
+
+@router.get(
+    "/{model_id}/download",
+    dependencies=[ReadScope],
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+def download_model(model_id: str, request: Request) -> StreamingResponse:
+    session = request.app.state.sessions()
+    row = session.get(NetworkModel, model_id)
+    if row is None:
+        session.close()
+        raise NotFound(f"no model {model_id}")
+    blob_id, filename = row.blob_id, f"{row.name or row.id}-{row.content_hash[:12]}.ckpt"
+
+    def stream() -> Iterator[bytes]:
+        try:
+            yield from iter_chunks(session, blob_id)
+        finally:
+            session.close()
+
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
+    return StreamingResponse(stream(), media_type="application/octet-stream", headers=headers)

@@ -1,0 +1,1 @@
+"""Pydantic schemas of what the API and the CLI return."""

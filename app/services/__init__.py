@@ -1,0 +1,1 @@
+"""Services behind the routes: model registry, inspection runner, uploads, job queue."""

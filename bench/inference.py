@@ -1,0 +1,217 @@
+"""Sliding-window inference speed on a 42 MP synthetic survey photo (7000 x 6000).
+
+For each backbone, tiles/s of:
+  (a) the bare model forward on ready tensors, at the same batch size;
+  (b) the full pipeline, from JPEG bytes to crack map (decode, tile, forward, map);
+  (c) a naive baseline: a PIL crop per tile and one tile per forward (on a sample of tiles).
+and the peak RSS of a 100 MP inspection with resnet18 (in a fresh process).
+
+    python -m bench.inference                 # CPU: resnet18 + resnet50
+    python -m bench.inference --device cuda   # GPU: bf16 autocast
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from bench.common import median, print_table, timed, write_results
+from models.backbones import build_classifier
+from models.checkpoint import Checkpoint
+from models.data import IMAGENET_MEAN, IMAGENET_STD, normalise
+from models.inference import InferenceConfig, Predictor
+from models.synthetic import make_survey
+from models.training.device import amp_dtype, select_device
+
+CACHE = Path(__file__).resolve().parent / "cache"
+
+
+def survey_jpeg(width: int, height: int) -> bytes:
+    """The synthetic survey photo as JPEG bytes, cached under bench/cache/."""
+    path = CACHE / f"survey_{width}x{height}.jpg"
+    if not path.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        photo, _ = make_survey(width, height, seed=42, cracks=12)
+        photo.save(path, format="JPEG", quality=90)
+    return path.read_bytes()
+
+
+def random_checkpoint(backbone: str, size: int) -> Checkpoint:
+    torch.manual_seed(0)
+    model = build_classifier(backbone, 2)
+    return Checkpoint(
+        backbone=backbone,
+        classes=["crack", "no_crack"],
+        defect_classes=["crack"],
+        input_size=size,
+        mean=list(IMAGENET_MEAN),
+        std=list(IMAGENET_STD),
+        model_state=model.state_dict(),
+    )
+
+
+def bare_forward(predictor: Predictor, batch: int, repeats: int) -> float:
+    """(a): tiles/s of model(x) on a ready, normalised batch already on the device."""
+    size = predictor.checkpoint.input_size
+    raw = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, device=predictor.device)
+    x = normalise(raw, IMAGENET_MEAN, IMAGENET_STD).contiguous(memory_format=torch.channels_last)
+    dtype = amp_dtype(predictor.device)
+
+    @torch.inference_mode()
+    def run() -> None:
+        if dtype is None:
+            predictor.model(x)
+        else:
+            with torch.autocast(predictor.device.type, dtype=dtype):
+                predictor.model(x)
+
+    run()
+    return batch / median([timed(run, predictor.device) for _ in range(repeats)])
+
+
+def naive(predictor: Predictor, data: bytes, sample: int) -> float:
+    """(c): decode with PIL, crop each tile with PIL, one tile per forward; tiles/s over a sample."""
+    size = predictor.checkpoint.input_size
+
+    def run() -> None:
+        image = Image.open(io.BytesIO(data)).convert("RGB")
+        cols = image.width // size
+        for k in range(sample):
+            r, c = divmod(k, cols)
+            tile = np.asarray(image.crop((c * size, r * size, (c + 1) * size, (r + 1) * size)))
+            batch = torch.from_numpy(tile.copy()).permute(2, 0, 1).unsqueeze(0)
+            predictor.predict_batch(batch)
+
+    return sample / timed(run, predictor.device)
+
+
+def peak_rss_100mp(device: str) -> dict[str, Any]:
+    """Inspect a 10000 x 10000 JPEG with resnet18 in a fresh process; report its peak RSS."""
+    path = CACHE / "survey_10000x10000.jpg"
+    if not path.exists():
+        Image.open(io.BytesIO(survey_jpeg(7000, 6000))).resize((10000, 10000)).save(
+            path, quality=90
+        )
+    script = textwrap.dedent(f"""
+        import json, resource, time
+        from bench.inference import random_checkpoint
+        from models.inference import InferenceConfig, Predictor
+        predictor = Predictor(random_checkpoint("resnet18", 224), InferenceConfig(device={device!r}))
+        data = open({str(path)!r}, "rb").read()
+        started = time.perf_counter()
+        crack_map = predictor.inspect_bytes(data)
+        print(json.dumps({{"tiles": len(crack_map.tiles), "seconds": time.perf_counter() - started,
+                          "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+    """)
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--backbones", nargs="+", default=["resnet18", "resnet50"])
+    parser.add_argument("--size", type=int, default=224, help="model input = tile size")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--naive-sample", type=int, default=64, help="tiles timed for (c)")
+    parser.add_argument("--skip-rss", action="store_true")
+    args = parser.parse_args(argv)
+    device = select_device(args.device)
+    data = survey_jpeg(7000, 6000)
+    rows: list[dict[str, Any]] = []
+    for backbone in args.backbones:
+        predictor = Predictor(
+            random_checkpoint(backbone, args.size),
+            InferenceConfig(device=str(device), batch_size=args.batch),
+        )
+        predictor.warm_up()
+        a = bare_forward(predictor, args.batch, args.repeats)
+        runs = [predictor.inspect_bytes(data) for _ in range(args.repeats)]
+        b_seconds = median([r.timings["total_s"] for r in runs])
+        tiles = len(runs[0].tiles)
+        c = naive(predictor, data, args.naive_sample)
+        rows.append(
+            {
+                "backbone": backbone,
+                "device": str(device),
+                "tiles": tiles,
+                "a_tiles_per_s": a,
+                "b_tiles_per_s": tiles / b_seconds,
+                "b_seconds": b_seconds,
+                "c_tiles_per_s": c,
+                "b_over_a": tiles / b_seconds / a,
+                "b_over_c": tiles / b_seconds / c,
+                "decode_s": median([r.timings["decode_s"] for r in runs]),
+            }
+        )
+        print(f"{backbone}: done", flush=True)
+    print(f"42 MP (7000x6000) synthetic survey, {args.size} px tiles, batch {args.batch}, {device}")
+    print_table(
+        [
+            "backbone",
+            "tiles",
+            "(a) bare tiles/s",
+            "(b) pipeline tiles/s",
+            "(b) s per map",
+            "(c) naive tiles/s",
+            "(b)/(a)",
+            "(b)/(c)",
+        ],
+        [
+            [
+                r["backbone"],
+                r["tiles"],
+                r["a_tiles_per_s"],
+                r["b_tiles_per_s"],
+                r["b_seconds"],
+                r["c_tiles_per_s"],
+                r["b_over_a"],
+                r["b_over_c"],
+            ]
+            for r in rows
+        ],
+    )
+    rss = None if args.skip_rss else peak_rss_100mp(str(device))
+    if rss:
+        print(
+            f"100 MP inspection with resnet18: {rss['tiles']} tiles in {rss['seconds']:.1f} s, "
+            f"peak RSS {rss['peak_rss_mb']:.0f} MB (target < 2048)"
+        )
+    suffix = "" if device.type == "cpu" else f"_{device.type}"
+    path = write_results(
+        f"inference{suffix}",
+        {
+            "command": "python -m bench.inference "
+            + " ".join(argv if argv is not None else sys.argv[1:]),
+            "image": "synthetic 7000x6000 JPEG q90",
+            "tile": args.size,
+            "batch": args.batch,
+            "repeats": args.repeats,
+            "rows": rows,
+            "peak_rss_100mp": rss,
+            "targets": {"b_over_a": 0.9, "gpu_resnet50_bf16_seconds_per_map": 1.0},
+        },
+    )
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

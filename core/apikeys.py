@@ -1,0 +1,42 @@
+"""API keys: created once and shown once, stored as sha256 hashes, with scopes."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.tables import ApiKey, utcnow
+
+SCOPES = ("read", "inspect", "train", "admin")
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_api_key(session: Session, scopes: list[str], name: str = "") -> tuple[ApiKey, str]:
+    """Store a new key; returns (row, the plaintext key, which is not stored)."""
+    unknown = sorted(set(scopes) - set(SCOPES))
+    if unknown or not scopes:
+        raise ValueError(f"scopes must be a non-empty subset of {SCOPES}, got {scopes}")
+    key = "cs_" + secrets.token_urlsafe(32)
+    row = ApiKey(name=name, prefix=key[:10], key_hash=hash_key(key), scopes=sorted(set(scopes)))
+    session.add(row)
+    session.flush()
+    return row, key
+
+
+def verify_api_key(session: Session, key: str) -> ApiKey | None:
+    """The live key row for a presented key, or None."""
+    row = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(key)))
+    if row is None or row.revoked_at is not None:
+        return None
+    row.last_used_at = utcnow()
+    return row
+
+
+def has_scope(granted: list[str], needed: str) -> bool:
+    return "admin" in granted or needed in granted

@@ -1,0 +1,60 @@
+"""The model catalogue: rows for stored checkpoints, and which one is active."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from core.errors import NotFound
+from core.tables import NetworkModel
+
+
+def _json_safe(value: object) -> dict[str, Any]:
+    return dict(json.loads(json.dumps(value, default=str))) if isinstance(value, dict) else {}
+
+
+def model_row(ckpt: Any, blob_id: str, name: str, **extra: Any) -> NetworkModel:
+    """A models row for a checkpoint (any object with the checkpoint's attributes)."""
+    return NetworkModel(
+        name=name,
+        backbone=ckpt.backbone,
+        classes=list(ckpt.classes),
+        defect_classes=list(ckpt.defect_classes),
+        input_size=int(ckpt.input_size),
+        temperature=float(ckpt.temperature),
+        content_hash=ckpt.content_hash,
+        blob_id=blob_id,
+        metrics=_json_safe(ckpt.metrics),
+        config=_json_safe(ckpt.config),
+        **extra,
+    )
+
+
+def activate(session: Session, model_id: str) -> NetworkModel:
+    """Make one model the active one (the default for inspections)."""
+    row = session.get(NetworkModel, model_id)
+    if row is None:
+        raise NotFound(f"no model {model_id}")
+    session.execute(
+        update(NetworkModel).where(NetworkModel.is_active.is_(True)).values(is_active=False)
+    )
+    row.is_active = True
+    session.flush()
+    return row
+
+
+def active_model(session: Session) -> NetworkModel | None:
+    return session.scalar(select(NetworkModel).where(NetworkModel.is_active.is_(True)))
+
+
+def val_macro_f1(row: NetworkModel | None) -> float:
+    """The validation macro F recorded with a model (-1 when unknown)."""
+    if row is None:
+        return -1.0
+    try:
+        return float(row.metrics["val"]["macro_f1"])
+    except (KeyError, TypeError, ValueError):
+        return -1.0

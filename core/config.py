@@ -1,0 +1,81 @@
+"""Settings, read from CRACKSCAN_* environment variables (pydantic-settings)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every setting of the service and the workers. Environment: CRACKSCAN_<NAME>."""
+
+    model_config = SettingsConfigDict(env_prefix="CRACKSCAN_", env_file=None, extra="ignore")
+
+    environment: Literal["development", "production"] = Field(
+        "development", description="production refuses development-only switches"
+    )
+    data_dir: Path = Field(Path("data"), description="folder for the embedded database and broker")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default: SQLite file crackscan.db in the data folder"
+    )
+    broker_url: str | None = Field(
+        None,
+        description="Celery broker (redis://...); default: a filesystem queue in the data folder",
+    )
+    auth_disabled: bool = Field(False, description="serve without API keys (development only)")
+    embedded_worker: bool = Field(
+        True,
+        description="with no broker configured, `crackscan serve` starts a Celery worker process too",
+    )
+    max_upload_mb: int = Field(512, description="largest accepted upload, in MiB")
+    max_image_pixels: int = Field(
+        250_000_000, description="pixel cap checked from the image header"
+    )
+    inspection_queue_size: int = Field(
+        8, description="inspections accepted but not finished, at most"
+    )
+    inspection_wait_s: float = Field(20.0, description="how long POST waits before answering 202")
+    inference_device: str = Field("auto", description="auto, cpu or cuda[:N]")
+    inference_batch_size: int = Field(32, description="tiles per forward pass")
+    default_threshold: float = Field(0.5, description="defect probability threshold")
+    blob_chunk_bytes: int = Field(1 << 20, description="chunk size of stored files")
+    job_max_attempts: int = Field(3, description="a training job is failed after this many starts")
+    job_lease_s: float = Field(120.0, description="a running job whose heartbeat is older is stale")
+    job_soft_time_limit_s: int = Field(
+        48 * 3600, description="soft time limit of one training task"
+    )
+    worker_max_tasks_per_child: int = Field(
+        1, description="tasks a worker process runs before it is replaced"
+    )
+    page_size_max: int = Field(200, description="largest page of a list")
+
+    @model_validator(mode="after")
+    def _refuse_development_switches_in_production(self) -> Settings:
+        if self.environment == "production" and self.auth_disabled:
+            raise ValueError(
+                "CRACKSCAN_AUTH_DISABLED is a development setting; refused in production"
+            )
+        return self
+
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'crackscan.db').resolve()}"
+
+    @property
+    def embedded_broker(self) -> bool:
+        return not self.broker_url
+
+    @property
+    def broker_folder(self) -> Path:
+        return (self.data_dir / "broker").resolve()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

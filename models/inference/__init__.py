@@ -1,0 +1,25 @@
+"""Sliding-window inference: intake, tiling, the predictor, crack maps and overlays."""
+
+from models.inference.crackmap import CrackMap, TileResult, cell_heatmap, geojson
+from models.inference.intake import DEFAULT_MAX_PIXELS, ImageTooLargeError, probe, read_image
+from models.inference.overlay import render_overlay
+from models.inference.predictor import InferenceConfig, Predictor
+from models.inference.tiling import TileGrid, axis_starts, make_grid, tile_batches
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "CrackMap",
+    "ImageTooLargeError",
+    "InferenceConfig",
+    "Predictor",
+    "TileGrid",
+    "TileResult",
+    "axis_starts",
+    "cell_heatmap",
+    "geojson",
+    "make_grid",
+    "probe",
+    "read_image",
+    "render_overlay",
+    "tile_batches",
+]

@@ -1,0 +1,63 @@
+"""Image intake for inspections: header checks before decoding, EXIF orientation, 8-bit RGB."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from models.imageio import ImageDecodeError, to_rgb8
+
+# We check the pixel count ourselves, from the header, before decoding.
+Image.MAX_IMAGE_PIXELS = None
+
+FORMATS = ("JPEG", "PNG", "TIFF", "MPO")
+DEFAULT_MAX_PIXELS = 250_000_000
+
+
+class ImageTooLargeError(ValueError):
+    """The image has more pixels than the configured cap."""
+
+
+def probe(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str, int, int]:
+    """Read only the header: (format, width, height) as stored; raises before any decoding.
+
+    Raises:
+        ImageDecodeError: not a JPEG, PNG or TIFF image.
+        ImageTooLargeError: width x height exceeds max_pixels.
+    """
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            fmt, (width, height) = image.format or "", image.size
+    except Exception as exc:
+        raise ImageDecodeError(f"not a readable image: {exc}") from exc
+    if fmt not in FORMATS:
+        raise ImageDecodeError(
+            f"unsupported image format {fmt or 'unknown'}: use JPEG, PNG or TIFF"
+        )
+    if width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"image is {width}x{height} = {width * height / 1e6:.0f} MP, over the cap of {max_pixels / 1e6:.0f} MP"
+        )
+    return fmt, width, height
+
+
+def read_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode to an (H, W, 3) uint8 array as people see it (EXIF orientation applied).
+
+    Handles 8- and 16-bit, greyscale, RGB and RGBA. Truncated or corrupt files raise
+    ImageDecodeError; too many pixels raise ImageTooLargeError before decoding.
+    """
+    probe(data, max_pixels)
+    try:
+        with Image.open(io.BytesIO(data)) as opened:
+            opened.load()
+            oriented = ImageOps.exif_transpose(opened)
+            assert oriented is not None
+            rgb = to_rgb8(oriented)
+    except ImageDecodeError:
+        raise
+    except Exception as exc:
+        raise ImageDecodeError(f"the image is truncated or corrupt: {exc}") from exc
+    return np.asarray(rgb, dtype=np.uint8)

@@ -1,0 +1,208 @@
+"""The Predictor: a checkpoint's model on a device, turning images into crack maps."""
+
+from __future__ import annotations
+
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from models.checkpoint import Checkpoint
+from models.data import normalise
+from models.inference.crackmap import CrackMap, TileResult, cell_heatmap
+from models.inference.intake import DEFAULT_MAX_PIXELS, read_image
+from models.inference.tiling import TileGrid, make_grid, tile_batches
+from models.training.device import amp_dtype, select_device
+
+ProgressFn = Callable[[int, int], None]  # (tiles done, tiles total)
+
+
+@dataclass
+class InferenceConfig:
+    """How to run inspections."""
+
+    device: str = "auto"
+    batch_size: int = 64
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    threshold: float = 0.5
+    amp: bool = True  # bf16/fp16 autocast on CUDA
+    prefetch: bool | None = None  # prepare the next batch in a thread; default: on CUDA only
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold must lie in [0, 1], got {self.threshold}")
+
+
+class Predictor:
+    """A loaded model ready for inspections. Thread-safe: one inspection runs at a time."""
+
+    def __init__(self, checkpoint: Checkpoint, config: InferenceConfig | None = None) -> None:
+        self.config = config or InferenceConfig()
+        self.checkpoint = checkpoint
+        self.device = select_device(self.config.device)
+        self.model = checkpoint.build_model(self.device).to(memory_format=torch.channels_last)
+        self.classes = list(checkpoint.classes)
+        self.defect_index = [self.classes.index(c) for c in checkpoint.defect_classes]
+        self.mean, self.std = tuple(checkpoint.mean), tuple(checkpoint.std)
+        self.temperature = float(checkpoint.temperature)
+        self._lock = threading.Lock()
+
+    @property
+    def model_info(self) -> dict[str, Any]:
+        cfg = self.checkpoint.config
+        return {
+            "backbone": self.checkpoint.backbone,
+            "content_hash": self.checkpoint.content_hash,
+            "classes": self.classes,
+            "defect_classes": list(self.checkpoint.defect_classes),
+            "input_size": self.checkpoint.input_size,
+            "temperature": self.temperature,
+            "loss": cfg.get("loss"),
+            "device": str(self.device),
+        }
+
+    @torch.inference_mode()
+    def predict_batch(self, batch: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) uint8 tiles -> (B, C) calibrated probabilities softmax(z / T), float32 CPU."""
+        x = normalise(batch.to(self.device, non_blocking=True), self.mean, self.std)
+        x = x.contiguous(memory_format=torch.channels_last)
+        dtype = amp_dtype(self.device) if self.config.amp else None
+        if dtype is None:
+            logits = self.model(x)
+        else:
+            with torch.autocast(self.device.type, dtype=dtype):
+                logits = self.model(x)
+        return torch.softmax(logits.float() / self.temperature, dim=1).cpu()
+
+    def warm_up(self) -> None:
+        """Run one batch so the first request does not pay for lazy initialisation."""
+        size = self.checkpoint.input_size
+        self.predict_batch(torch.zeros(1, 3, size, size, dtype=torch.uint8))
+
+    def inspect_bytes(
+        self,
+        data: bytes,
+        tile: int | None = None,
+        stride: int | None = None,
+        threshold: float | None = None,
+        progress: ProgressFn | None = None,
+    ) -> CrackMap:
+        """Decode an image file's bytes and map it (see inspect_array)."""
+        started = time.perf_counter()
+        array = read_image(data, self.config.max_pixels)
+        decoded = time.perf_counter() - started
+        crack_map = self.inspect_array(array, tile, stride, threshold, progress)
+        crack_map.timings = {
+            "decode_s": decoded,
+            **crack_map.timings,
+            "total_s": time.perf_counter() - started,
+        }
+        return crack_map
+
+    def inspect_array(
+        self,
+        array: np.ndarray,
+        tile: int | None = None,
+        stride: int | None = None,
+        threshold: float | None = None,
+        progress: ProgressFn | None = None,
+    ) -> CrackMap:
+        """Map an (H, W, 3) uint8 image.
+
+        Args:
+            tile: tile extent in pixels (default: the model's input size; others are resized).
+            stride: step between tiles (default: the tile, no overlap; tile/4 is 75% overlap).
+            threshold: a tile is a defect when its summed defect-class probability >= threshold.
+        """
+        if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
+            raise ValueError(f"image must be (H, W, 3) uint8, got {array.shape} {array.dtype}")
+        size = self.checkpoint.input_size
+        tile = tile or size
+        threshold = self.config.threshold if threshold is None else threshold
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
+        grid = make_grid(array.shape[0], array.shape[1], tile, stride)
+        started = time.perf_counter()
+        with warnings.catch_warnings():  # a read-only array is fine: tiles are only read
+            warnings.simplefilter("ignore", UserWarning)
+            image = torch.from_numpy(array).permute(2, 0, 1)  # (3, H, W) view, no copy
+        probs = torch.empty(len(grid), len(self.classes))
+        with self._lock:
+            for first, batch in self._batches(image, grid, size):
+                probs[first : first + batch.shape[0]] = self.predict_batch(batch)
+                if progress is not None:
+                    progress(first + batch.shape[0], len(grid))
+        seconds = time.perf_counter() - started
+        return self._crack_map(
+            grid,
+            probs,
+            threshold,
+            {"tiles_s": seconds, "tiles_per_s": len(grid) / max(seconds, 1e-9)},
+        )
+
+    def _batches(
+        self, image: torch.Tensor, grid: TileGrid, size: int
+    ) -> Iterator[tuple[int, torch.Tensor]]:
+        batches = tile_batches(image, grid, self.config.batch_size, size)
+        prefetch = (
+            self.config.prefetch if self.config.prefetch is not None else self.device.type == "cuda"
+        )
+        if not prefetch:
+            yield from batches
+            return
+        with ThreadPoolExecutor(max_workers=1) as pool:  # crop the next batch while this one runs
+            pending = pool.submit(next, batches, None)
+            while (item := pending.result()) is not None:
+                pending = pool.submit(next, batches, None)
+                if self.device.type == "cuda":
+                    item = (item[0], item[1].pin_memory())
+                yield item
+
+    def _crack_map(
+        self, grid: TileGrid, probs: torch.Tensor, threshold: float, timings: dict[str, float]
+    ) -> CrackMap:
+        defect = (
+            probs[:, self.defect_index].sum(1).numpy() if self.defect_index else np.zeros(len(grid))
+        )
+        rows = probs.tolist()
+        tiles = []
+        for index in range(len(grid)):
+            row, col, y, x = grid.position(index)
+            tiles.append(
+                TileResult(
+                    row=row,
+                    col=col,
+                    x=x,
+                    y=y,
+                    w=grid.tile_w,
+                    h=grid.tile_h,
+                    probs={c: rows[index][k] for k, c in enumerate(self.classes)},
+                    defect_prob=float(defect[index]),
+                    defect=bool(defect[index] >= threshold),
+                )
+            )
+        return CrackMap(
+            width=grid.width,
+            height=grid.height,
+            classes=self.classes,
+            defect_classes=list(self.checkpoint.defect_classes),
+            tile=grid.tile,
+            stride=grid.stride,
+            input_size=self.checkpoint.input_size,
+            threshold=threshold,
+            rows=grid.rows,
+            cols=grid.cols,
+            tiles=tiles,
+            heatmap=cell_heatmap(grid, defect, grid.stride),
+            cell=grid.stride,
+            model=self.model_info,
+            timings=timings,
+        )

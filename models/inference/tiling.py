@@ -1,0 +1,109 @@
+"""Sliding-window tiling: tile positions, and bounded batches of tiles as tensors.
+
+Positions along an axis of length L with tile extent t and stride s are
+0, s, 2s, ... and a last one shifted to L − t, so every pixel is covered and no
+tile leaves the image (no padding with made-up pixels). An axis shorter than the
+tile gives one tile of extent L, resized to the model's input like any other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+def axis_starts(length: int, tile: int, stride: int) -> list[int]:
+    """Start offsets along one axis (see the module docstring)."""
+    if length < 1 or tile < 1 or stride < 1:
+        raise ValueError(f"length, tile and stride must be >= 1, got {length}, {tile}, {stride}")
+    if length <= tile:
+        return [0]
+    starts = list(range(0, length - tile + 1, stride))
+    if starts[-1] != length - tile:
+        starts.append(length - tile)
+    return starts
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """Where the tiles of one image lie: rows x cols tiles of extent (tile_h, tile_w)."""
+
+    height: int
+    width: int
+    tile: int
+    stride: int
+    ys: tuple[int, ...]
+    xs: tuple[int, ...]
+
+    @property
+    def tile_h(self) -> int:
+        return min(self.tile, self.height)
+
+    @property
+    def tile_w(self) -> int:
+        return min(self.tile, self.width)
+
+    @property
+    def rows(self) -> int:
+        return len(self.ys)
+
+    @property
+    def cols(self) -> int:
+        return len(self.xs)
+
+    def __len__(self) -> int:
+        return self.rows * self.cols
+
+    def position(self, index: int) -> tuple[int, int, int, int]:
+        """(row, col, y, x) of tile `index` in row-major order."""
+        row, col = divmod(index, self.cols)
+        return row, col, self.ys[row], self.xs[col]
+
+
+def make_grid(height: int, width: int, tile: int, stride: int | None = None) -> TileGrid:
+    """The grid for an image; stride defaults to the tile (no overlap) and must be in [tile/4, tile]."""
+    stride = tile if stride is None else stride
+    if tile < 8:
+        raise ValueError(f"tile must be >= 8 px, got {tile}")
+    if not tile / 4 <= stride <= tile:
+        raise ValueError(
+            f"stride must lie between tile/4 and tile (0 to 75% overlap), got {stride} for tile {tile}"
+        )
+    return TileGrid(
+        height,
+        width,
+        tile,
+        stride,
+        tuple(axis_starts(height, tile, stride)),
+        tuple(axis_starts(width, tile, stride)),
+    )
+
+
+def tile_batches(
+    image: torch.Tensor, grid: TileGrid, batch_size: int, input_size: int
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """Yield (first index, (B, 3, input_size, input_size) uint8) batches in row-major order.
+
+    `image` is (3, H, W) uint8 (a view of the decoded array is fine). Only one
+    batch of tiles is materialised at a time, so memory stays bounded.
+    """
+    th, tw = grid.tile_h, grid.tile_w
+    for first in range(0, len(grid), batch_size):
+        crops = []
+        for index in range(first, min(first + batch_size, len(grid))):
+            _, _, y, x = grid.position(index)
+            crops.append(image[:, y : y + th, x : x + tw])
+        batch = torch.stack(crops)
+        if (th, tw) != (input_size, input_size):
+            resized = F.interpolate(
+                batch.float(),
+                size=(input_size, input_size),
+                mode="bilinear",
+                antialias=th > input_size or tw > input_size,
+                align_corners=False,
+            )
+            batch = resized.round_().clamp_(0, 255).to(torch.uint8)
+        yield first, batch

@@ -1,0 +1,341 @@
+"""Every route through HTTP, against a real SQLite file and a real PostgreSQL database."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from core.db import transaction
+from core.tables import Blob, Inspection
+from tests.app.conftest import checkpoint_bytes, import_and_activate, photo_bytes, zip_folder
+
+
+def assert_error(reply, status: int, field: str | None = None) -> dict:  # type: ignore[no-untyped-def]
+    assert reply.status_code == status, reply.text
+    error = reply.json()["error"]
+    assert error["status"] == status and error["code"] and error["message"]
+    if field is not None:
+        assert error["field"] == field, error
+    return error  # type: ignore[no-any-return]
+
+
+def count(url: str, table: type) -> int:
+    with transaction(url) as session:
+        return int(session.scalar(select(func.count()).select_from(table)) or 0)
+
+
+def test_health_readiness_and_metrics(api, tmp_path):
+    assert api.client.get("/healthz").json() == {"status": "ok"}
+    assert "no active model" in assert_error(api.client.get("/readyz"), 503)["message"]
+    model_id = import_and_activate(api, tmp_path)
+    ready = api.client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["model_id"] == model_id
+    text = api.client.get("/metrics").text
+    assert "crackscan_http_requests_total" in text and "crackscan_inspection_queue_depth" in text
+    assert "crackscan_tiles_per_second" in text and "crackscan_training_jobs_queued" in text
+
+
+def test_auth_scopes(api):
+    assert_error(api.client.get("/v1/models"), 401, "X-API-Key")
+    assert_error(api.client.get("/v1/models", headers={"X-API-Key": "cs_wrong"}), 401)
+    assert api.client.get("/v1/models", headers=api.headers("read")).status_code == 200
+    files = {"image": ("a.jpg", photo_bytes(), "image/jpeg")}
+    assert_error(api.client.post("/v1/inspections", files=files, headers=api.headers("read")), 403)
+    assert_error(api.client.post("/v1/models/x/activate", headers=api.headers("train")), 403)
+    body = {
+        "dataset_id": "x",
+        "backbone": "resnet18",
+        "loss": "ce",
+        "epochs": 1,
+        "image_size": 32,
+        "batch_size": 4,
+    }
+    assert_error(api.client.post("/v1/jobs", json=body, headers=api.headers("inspect")), 403)
+    assert_error(
+        api.client.post("/v1/jobs", json=body, headers=api.headers("admin")), 404
+    )  # admin passes auth
+
+
+def test_auth_can_be_switched_off_only_in_development(api_factory):
+    open_api = api_factory(auth_disabled=True)
+    assert open_api.client.get("/v1/models").status_code == 200
+    with pytest.raises(ValueError, match="development"):
+        api_factory(auth_disabled=True, environment="production")
+
+
+def test_models_import_list_get_activate_download(api, tmp_path):
+    data = checkpoint_bytes(tmp_path)
+    model_id = import_and_activate(api, tmp_path)
+    listed = api.client.get("/v1/models", headers=api.headers("read")).json()
+    assert listed["total"] == 1 and listed["items"][0]["is_active"]
+    one = api.client.get(f"/v1/models/{model_id}", headers=api.headers("read")).json()
+    assert one["classes"] == ["crack", "no_crack"] and len(one["content_hash"]) == 64
+    download = api.client.get(f"/v1/models/{model_id}/download", headers=api.headers("read"))
+    assert download.status_code == 200
+    assert hashlib.sha256(download.content).hexdigest() == hashlib.sha256(data).hexdigest()
+    files = {"file": ("junk.ckpt", b"not a checkpoint", "application/octet-stream")}
+    assert_error(
+        api.client.post("/v1/models", files=files, headers=api.headers("admin")), 422, "file"
+    )
+    assert_error(api.client.get("/v1/models/nope", headers=api.headers("read")), 404)
+    assert_error(api.client.post("/v1/models/nope/activate", headers=api.headers("admin")), 404)
+
+
+def test_inspection_round_trip_list_overlay_delete(api, tmp_path):
+    import_and_activate(api, tmp_path)
+    files = {"image": ("wall.jpg", photo_bytes(), "image/jpeg")}
+    reply = api.client.post(
+        "/v1/inspections",
+        files=files,
+        data={"tile": "64", "stride": "32", "threshold": "0.6"},
+        headers=api.headers("inspect"),
+    )
+    assert reply.status_code == 201, reply.text
+    body = reply.json()
+    assert body["status"] == "succeeded" and reply.headers["Location"].endswith(body["id"])
+    crackmap = body["crackmap"]
+    assert crackmap["schema_version"] == "crackscan.crackmap/1"
+    assert crackmap["tiling"]["tile"] == 64 and crackmap["summary"]["tiles"] == 4 * 6
+    assert {"row", "col", "x", "y", "w", "h", "probs", "defect"} <= set(crackmap["tiles"][0])
+    overlay = api.client.get(
+        f"/v1/inspections/{body['id']}/overlay.png", headers=api.headers("read")
+    )
+    assert overlay.status_code == 200 and overlay.content[:8] == b"\x89PNG\r\n\x1a\n"
+    for _ in range(2):
+        api.client.post("/v1/inspections", files=files, headers=api.headers("inspect"))
+    page = api.client.get("/v1/inspections?limit=2", headers=api.headers("read")).json()
+    assert page["total"] == 3 and len(page["items"]) == 2 and page["items"][0]["crackmap"] is None
+    rest = api.client.get("/v1/inspections?limit=2&offset=2", headers=api.headers("read")).json()
+    assert len(rest["items"]) == 1
+    assert (
+        api.client.get("/v1/inspections?status=failed", headers=api.headers("read")).json()["total"]
+        == 0
+    )
+    future = api.client.get(
+        "/v1/inspections?created_after=2999-01-01T00:00:00Z", headers=api.headers("read")
+    )
+    assert future.json()["total"] == 0
+    assert (
+        api.client.delete(
+            f"/v1/inspections/{body['id']}", headers=api.headers("inspect")
+        ).status_code
+        == 204
+    )
+    assert_error(api.client.get(f"/v1/inspections/{body['id']}", headers=api.headers("read")), 404)
+
+
+def test_bad_inspections_store_nothing(api, tmp_path):
+    url = api.settings.db_url
+    assert_error(
+        api.client.post(
+            "/v1/inspections",
+            files={"image": ("a.jpg", photo_bytes(), "image/jpeg")},
+            headers=api.headers("inspect"),
+        ),
+        422,
+        "model_id",
+    )  # no active model yet
+    import_and_activate(api, tmp_path)
+    blobs, rows = count(url, Blob), count(url, Inspection)
+    bad = {"image": ("a.jpg", b"definitely not an image", "image/jpeg")}
+    assert_error(
+        api.client.post("/v1/inspections", files=bad, headers=api.headers("inspect")), 422, "image"
+    )
+    good = {"image": ("a.png", photo_bytes(fmt="PNG"), "image/png")}
+    assert_error(
+        api.client.post(
+            "/v1/inspections", files=good, data={"threshold": "1.5"}, headers=api.headers("inspect")
+        ),
+        422,
+        "threshold",
+    )
+    assert_error(
+        api.client.post(
+            "/v1/inspections",
+            files=good,
+            data={"tile": "64", "stride": "4"},
+            headers=api.headers("inspect"),
+        ),
+        422,
+        "stride",
+    )
+    assert_error(api.client.post("/v1/inspections", headers=api.headers("inspect")), 422, "image")
+    assert (count(url, Blob), count(url, Inspection)) == (blobs, rows)
+
+
+def test_pixel_cap_and_full_queue(api_factory, tmp_path):
+    small = api_factory(max_image_pixels=10_000)
+    import_and_activate(small, tmp_path)
+    files = {"image": ("a.jpg", photo_bytes(), "image/jpeg")}
+    assert_error(
+        small.client.post("/v1/inspections", files=files, headers=small.headers("inspect")),
+        413,
+        "image",
+    )
+    full = api_factory(inspection_queue_size=0)
+    reply = full.client.post("/v1/inspections", files=files, headers=full.headers("inspect"))
+    assert_error(reply, 429)
+    assert reply.headers["Retry-After"] == "5"
+
+
+def test_slow_inspection_answers_202_then_finishes(api_factory, tmp_path):
+    api = api_factory(inspection_wait_s=0.0)
+    import_and_activate(api, tmp_path)
+    reply = api.client.post(
+        "/v1/inspections",
+        files={"image": ("a.jpg", photo_bytes(900, 700), "image/jpeg")},
+        headers=api.headers("inspect"),
+    )
+    assert reply.status_code in (201, 202)
+    location = reply.headers["Location"]
+    for _ in range(200):
+        body = api.client.get(location, headers=api.headers("read")).json()
+        if body["status"] == "succeeded":
+            break
+        time.sleep(0.05)
+    assert body["status"] == "succeeded" and body["crackmap"]["summary"]["tiles"] > 0
+
+
+def test_unfinished_inspections_are_rerun_after_a_restart(api_factory, tmp_path):
+    first = api_factory()
+    import_and_activate(first, tmp_path)
+    reply = first.client.post(
+        "/v1/inspections",
+        files={"image": ("a.jpg", photo_bytes(), "image/jpeg")},
+        headers=first.headers("inspect"),
+    )
+    inspection_id = reply.json()["id"]
+    with transaction(first.settings.db_url) as session:  # as if the process died mid-run
+        row = session.get(Inspection, inspection_id)
+        row.status, row.crackmap, row.finished_at = "running", None, None
+    second = api_factory()
+    for _ in range(200):
+        body = second.client.get(
+            f"/v1/inspections/{inspection_id}", headers=second.headers("read")
+        ).json()
+        if body["status"] == "succeeded":
+            break
+        time.sleep(0.05)
+    assert body["status"] == "succeeded" and body["crackmap"] is not None
+
+
+def test_datasets_upload_validate_list_delete(api, tiny_set, tmp_path):
+    url = api.settings.db_url
+    files = {"file": ("tiles.zip", zip_folder(tiny_set), "application/zip")}
+    reply = api.client.post(
+        "/v1/datasets", files=files, data={"name": "tiny"}, headers=api.headers("train")
+    )
+    assert reply.status_code == 201, reply.text
+    dataset = reply.json()
+    assert dataset["classes"] == ["crack", "no_crack"] and dataset["defect_classes"] == ["crack"]
+    assert (
+        dataset["counts"]["train"] == {"crack": 36, "no_crack": 36}
+        and dataset["layout"] == "folders"
+    )
+    blobs = count(url, Blob)
+    junk = {"file": ("tiles.zip", b"PK not a zip", "application/zip")}
+    assert_error(
+        api.client.post("/v1/datasets", files=junk, headers=api.headers("train")), 422, "file"
+    )
+    single = tmp_path / "single"
+    (single / "crack").mkdir(parents=True)
+    for src in list((tiny_set / "crack").glob("*.png"))[:3]:
+        (single / "crack" / src.name).write_bytes(src.read_bytes())
+    one_class = {"file": ("one.zip", zip_folder(single), "application/zip")}
+    assert (
+        "single class"
+        in assert_error(
+            api.client.post("/v1/datasets", files=one_class, headers=api.headers("train")),
+            422,
+            "file",
+        )["message"]
+    )
+    assert count(url, Blob) == blobs
+    assert api.client.get("/v1/datasets", headers=api.headers("read")).json()["total"] == 1
+    assert (
+        api.client.get(f"/v1/datasets/{dataset['id']}", headers=api.headers("read")).json()["name"]
+        == "tiny"
+    )
+    job = {
+        "dataset_id": dataset["id"],
+        "backbone": "resnet18",
+        "loss": "igmsda",
+        "epochs": 1,
+        "image_size": 32,
+        "batch_size": 8,
+    }
+    job_id = api.client.post("/v1/jobs", json=job, headers=api.headers("train")).json()["id"]
+    assert_error(
+        api.client.delete(f"/v1/datasets/{dataset['id']}", headers=api.headers("train")), 409
+    )
+    api.client.post(f"/v1/jobs/{job_id}/cancel", headers=api.headers("train"))
+    assert (
+        api.client.delete(f"/v1/datasets/{dataset['id']}", headers=api.headers("train")).status_code
+        == 204
+    )
+    assert_error(api.client.get(f"/v1/datasets/{dataset['id']}", headers=api.headers("read")), 404)
+
+
+def test_jobs_create_validate_list_cancel(api, tiny_set, tmp_path):
+    files = {"file": ("tiles.zip", zip_folder(tiny_set), "application/zip")}
+    dataset_id = api.client.post("/v1/datasets", files=files, headers=api.headers("train")).json()[
+        "id"
+    ]
+    body = {
+        "dataset_id": dataset_id,
+        "backbone": "resnet18",
+        "loss": "igmsda",
+        "epochs": 2,
+        "image_size": 32,
+        "batch_size": 8,
+        "lam0": 7.5,
+    }
+    reply = api.client.post("/v1/jobs", json=body, headers=api.headers("train"))
+    assert reply.status_code == 202, reply.text
+    job = reply.json()
+    assert job["status"] == "queued" and job["config"]["lam0"] == 7.5 and job["id"]
+    assert reply.headers["Location"].endswith(job["id"])
+    assert_error(
+        api.client.post("/v1/jobs", json=body | {"epochs": 0}, headers=api.headers("train")),
+        422,
+        "epochs",
+    )
+    assert_error(
+        api.client.post("/v1/jobs", json=body | {"loss": "hinge"}, headers=api.headers("train")),
+        422,
+        "loss",
+    )
+    assert_error(
+        api.client.post(
+            "/v1/jobs", json=body | {"dataset_id": "nope"}, headers=api.headers("train")
+        ),
+        404,
+    )
+    model_id = import_and_activate(api, tmp_path)
+    with transaction(api.settings.db_url) as session:
+        from core.tables import NetworkModel
+
+        session.get(NetworkModel, model_id).classes = ["a", "b", "c"]
+    assert_error(
+        api.client.post(
+            "/v1/jobs", json=body | {"base_model_id": model_id}, headers=api.headers("train")
+        ),
+        422,
+        "base_model_id",
+    )
+    listed = api.client.get("/v1/jobs?status=queued", headers=api.headers("read")).json()
+    assert listed["total"] == 1 and listed["items"][0]["id"] == job["id"]
+    one = api.client.get(f"/v1/jobs/{job['id']}", headers=api.headers("read")).json()
+    assert one["epochs"] == [] and one["progress"] == 0
+    cancelled = api.client.post(f"/v1/jobs/{job['id']}/cancel", headers=api.headers("train")).json()
+    assert cancelled["status"] == "cancelled"
+    assert_error(api.client.post(f"/v1/jobs/{job['id']}/cancel", headers=api.headers("train")), 409)
+
+
+def test_unknown_routes_and_methods_use_the_error_shape(api):
+    assert_error(api.client.get("/v1/nothing-here"), 404)
+    assert_error(api.client.put("/healthz"), 405)
+    assert api.client.get("/openapi.json").json()["info"]["title"] == "crackscan"

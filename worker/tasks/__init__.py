@@ -1,0 +1,1 @@
+"""Celery tasks, with explicit names."""

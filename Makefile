@@ -20,7 +20,7 @@ $(VENV)/.dev: $(VENV)/.runtime
 	touch $@
 
 demo: $(VENV)/.runtime
-	$(BIN)/python -m bench.loss_overhead --quick
+	$(BIN)/crackscan demo
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

@@ -6,8 +6,10 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
+from fastapi.responses import FileResponse, RedirectResponse
 from sqlalchemy import func, select
 
 from app.errors import install_error_handlers
@@ -22,6 +24,7 @@ from core.migrate import is_up_to_date
 from core.tables import TrainingJob
 
 log = logging.getLogger("crackscan.api")
+DASHBOARD = Path(__file__).resolve().parent / "dashboard" / "index.html"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -75,6 +78,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for module in (health, inspections, datasets, jobs, models):
         app.include_router(module.router)
+
+    @app.get("/dashboard", include_in_schema=False)
+    def dashboard() -> FileResponse:
+        """The internal dashboard: a static page that reads the JSON API."""
+        return FileResponse(DASHBOARD)
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/dashboard")
+
     return app
 
 

@@ -11,6 +11,7 @@ model at the same batch size, measured in the same run.
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import time
 from pathlib import Path
@@ -21,8 +22,8 @@ import torch.nn.functional as F
 from bench.common import median, print_table, timed, write_results
 from models.backbones import build_classifier
 from models.checkpoint import save_checkpoint
-from models.data import load_labelled_set
-from models.training import TrainConfig, fit
+from models.data import LabelledSet, epoch_batches, load_labelled_set, load_tiles
+from models.training import TrainConfig, build_criterion, fit, train_one_epoch
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ccic-dev"
 
@@ -44,6 +45,56 @@ def bare_rate(config: TrainConfig, num_classes: int, repeats: int = 10) -> float
     return config.batch_size / median([timed(step, device) for _ in range(repeats)])
 
 
+def interleaved_rates(
+    config: TrainConfig, data: LabelledSet, repeats: int = 9, steps: int = 4
+) -> dict[str, float]:
+    """Training steps through the real pipeline against bare forward+backward, interleaved.
+
+    One repeat times `steps` training steps (batching from the tile cache, flips,
+    normalisation, forward, IGMSDA loss with its estimator, backward, SGD) and then
+    `steps` bare forward+backward passes on a ready batch; the ratio is the median
+    of the paired ratios, so load from other processes hits both alike.
+    """
+    device = torch.device("cpu")
+    images, labels = load_tiles(data.source, data.splits["train"], config.image_size)
+    model = build_classifier(config.backbone, len(data.classes)).to(
+        memory_format=torch.channels_last
+    )
+    criterion = build_criterion(config, len(data.classes), model.feature_dim)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
+    x = torch.randn(config.batch_size, 3, config.image_size, config.image_size)
+    x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.arange(config.batch_size) % len(data.classes)
+
+    def train_steps() -> None:
+        batches = itertools.islice(
+            epoch_batches(
+                images, labels, config.batch_size, torch.Generator().manual_seed(0), True
+            ),
+            steps,
+        )
+        train_one_epoch(model, criterion, optimizer, batches, config, device, 0, 100)
+
+    def bare_steps() -> None:
+        model.train()
+        for _ in range(steps):
+            model.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x), y).backward()
+
+    train_steps()
+    bare_steps()
+    train_t, bare_t = [], []
+    for _ in range(repeats):
+        train_t.append(timed(train_steps, device))
+        bare_t.append(timed(bare_steps, device))
+    n = steps * config.batch_size
+    return {
+        "train_images_per_s": n / median(train_t),
+        "bare_images_per_s": n / median(bare_t),
+        "train_over_bare": median([b / t for t, b in zip(train_t, bare_t, strict=True)]),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA)
@@ -54,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="name the results *_quick")
     parser.add_argument("--out", type=Path, default=Path("bench/results/train_real.ckpt"))
+    parser.add_argument(
+        "--rate-only", action="store_true", help="only the interleaved training/bare rates"
+    )
     args = parser.parse_args(argv)
     if not args.data.is_dir():
         print(f"skipped: {args.data} is absent (the real crack photos live in ../shared/data)")
@@ -73,6 +127,24 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{data.summary()['counts']}, duplicates removed {data.duplicates_removed}, skipped {len(data.skipped)}"
     )
+    if args.rate_only:
+        rates = interleaved_rates(config, data)
+        print_table(
+            ["figure", "value", "target"],
+            [
+                ["training images/s (interleaved)", rates["train_images_per_s"], ""],
+                ["bare forward+backward images/s", rates["bare_images_per_s"], ""],
+                ["training / bare (median of paired ratios)", rates["train_over_bare"], ">= 0.85"],
+            ],
+        )
+        command = "python -m bench.train_real " + " ".join(
+            argv if argv is not None else sys.argv[1:]
+        )
+        path = write_results(
+            "train_real_rates", {"command": command, "config": config.to_dict(), **rates}
+        )
+        print(f"wrote {path}")
+        return 0
     started = time.perf_counter()
 
     def report(epoch: int, step: int, info: dict) -> None:
@@ -88,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     save_checkpoint(result.checkpoint, args.out)
     bare = bare_rate(config, len(data.classes))
     train_rate = median([h["train_images_per_s"] for h in result.history])
+    rates = interleaved_rates(config, data)
     test = result.metrics["test"]
     rows = [
         ["test macro F (%)", 100 * test["macro_f1"], ">= 98.5"],
@@ -97,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         [f"ECE after (T={test['temperature']:.3f})", test["ece_calibrated"], ""],
         ["training images/s (median epoch)", train_rate, ""],
         ["bare forward+backward images/s", bare, ""],
-        ["training / bare", train_rate / bare, ">= 0.85"],
+        ["training / bare (epoch medians)", train_rate / bare, ""],
+        ["training / bare (interleaved, paired)", rates["train_over_bare"], ">= 0.85"],
         ["wall time (s)", wall, "<= 1800"],
     ]
     print_table(["figure", "value", "target"], rows)
@@ -126,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             "train_images_per_s": train_rate,
             "bare_images_per_s": bare,
             "train_over_bare": train_rate / bare,
+            "interleaved": rates,
             "wall_s": wall,
             "history": result.history,
         },

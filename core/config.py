@@ -51,7 +51,6 @@ class Settings(BaseSettings):
     worker_max_tasks_per_child: int = Field(
         1, description="tasks a worker process runs before it is replaced"
     )
-    page_size_max: int = Field(200, description="largest page of a list")
 
     @model_validator(mode="after")
     def _refuse_development_switches_in_production(self) -> Settings:
@@ -79,3 +78,13 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+def settings_markdown() -> str:
+    """The Configuration table of the README, generated from Settings."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        shown = "(unset)" if default is None else str(default)
+        rows.append(f"| `CRACKSCAN_{name.upper()}` | `{shown}` | {field.description or ''} |")
+    return "\n".join(rows)

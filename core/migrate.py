@@ -11,12 +11,21 @@ from alembic.script import ScriptDirectory
 
 from core.db import get_engine
 
-ROOT = Path(__file__).resolve().parents[1]
+
+def project_root() -> Path:
+    """Where alembic.ini and migrations/ are: the source checkout, or the working directory (images)."""
+    for candidate in (Path(__file__).resolve().parents[1], Path.cwd()):
+        if (candidate / "migrations" / "env.py").is_file():
+            return candidate
+    raise FileNotFoundError(
+        "migrations/ not found beside crackscan's sources or in the working directory"
+    )
 
 
 def alembic_config(url: str) -> Config:
-    config = Config(str(ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(ROOT / "migrations"))
+    root = project_root()
+    config = Config(str(root / "alembic.ini"))
+    config.set_main_option("script_location", str(root / "migrations"))
     config.attributes["database_url"] = url
     return config
 

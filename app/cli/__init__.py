@@ -6,9 +6,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from app.cli import bench_cmd, evaluate_cmd, inspect_cmd, serve_cmd, train_cmd
+from app.cli import bench_cmd, demo_cmd, evaluate_cmd, inspect_cmd, serve_cmd, train_cmd
 
-COMMANDS = (serve_cmd, train_cmd, evaluate_cmd, inspect_cmd, bench_cmd)
+COMMANDS = (demo_cmd, serve_cmd, train_cmd, evaluate_cmd, inspect_cmd, bench_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

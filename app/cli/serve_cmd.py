@@ -23,6 +23,9 @@ def register(sub: Any) -> None:
     worker.add_argument("--loglevel", default="info")
     worker.set_defaults(run=run_worker)
 
+    conf = sub.add_parser("settings", help="print every CRACKSCAN_* setting as a Markdown table")
+    conf.set_defaults(run=run_settings)
+
     db = sub.add_parser("db", help="database migrations")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     up = db_sub.add_parser("upgrade", help="migrate the database to the latest schema")
@@ -126,4 +129,11 @@ def run_apikey_create(args: argparse.Namespace) -> int:
             f"created key {row.id} ({row.prefix}...) with scopes {', '.join(row.scopes)}; it is shown only once:"
         )
     print(key)
+    return 0
+
+
+def run_settings(args: argparse.Namespace) -> int:
+    from core.config import settings_markdown
+
+    print(settings_markdown())
     return 0

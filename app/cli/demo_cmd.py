@@ -1,0 +1,228 @@
+"""`crackscan demo`: the whole service on embedded defaults, from a synthetic set to a crack map.
+
+Migrates the SQLite database, starts the API with its embedded Celery worker,
+uploads a synthetic labelled set, trains an IGMSDA model through the API,
+activates it, inspects a synthetic survey photo (and ../shared/data/cfd photos
+when present), prints the crack-map summaries and leaves the service running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import httpx
+from tqdm import tqdm
+
+CFD = Path(__file__).resolve().parents[3] / "shared" / "data" / "cfd" / "image"
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("demo", help="run the service and a training job, then map a survey photo")
+    p.add_argument("--fast", action="store_true", help="a smaller set and fewer epochs (for CI)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument(
+        "--exit", action="store_true", help="stop the service at the end instead of leaving it up"
+    )
+    p.set_defaults(run=run)
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def _pick_port(port: int) -> int:
+    if _free(port):
+        return port
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        chosen = int(s.getsockname()[1])
+    print(f"port {port} is busy: using {chosen}")
+    return chosen
+
+
+def _zip(folder: Path) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for path in sorted(folder.rglob("*.png")):
+            zf.write(path, path.relative_to(folder).as_posix())
+    return buffer.getvalue()
+
+
+def _check(reply: httpx.Response, what: str) -> dict[str, Any]:
+    if reply.status_code >= 400:
+        raise ValueError(f"{what} failed: HTTP {reply.status_code} {reply.text}")
+    return dict(reply.json())
+
+
+def run(args: argparse.Namespace) -> int:
+    from core.apikeys import create_api_key
+    from core.config import get_settings
+    from core.db import transaction
+    from core.migrate import upgrade
+    from models.synthetic import make_survey, write_tile_set
+
+    settings = get_settings()
+    print(f"1/6 database: {settings.db_url}")
+    upgrade(settings.db_url)
+    with transaction(settings.db_url) as session:
+        _, key = create_api_key(session, ["admin"], "demo")
+    port = _pick_port(args.port)
+    base = f"http://127.0.0.1:{port}"
+    print(f"2/6 starting the API and an embedded Celery worker on {base}")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)], start_new_session=True
+    )
+    try:
+        client = httpx.Client(base_url=base, headers={"X-API-Key": key}, timeout=120)
+        _wait_healthy(client, server)
+        summary = _demo(client, args, settings.data_dir, write_tile_set, make_survey)
+        print("\n" + summary)
+        print(f"\ndashboard: {base}/dashboard   API docs: {base}/docs")
+        print(f"API key (admin): {key}")
+        if args.exit:
+            return 0
+        print("the service is running; press Ctrl-C to stop it")
+        server.wait()
+        return server.returncode or 0
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+
+
+def _wait_healthy(client: httpx.Client, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        if server.poll() is not None:
+            raise ValueError(f"the server exited with code {server.returncode}")
+        try:
+            if client.get("/healthz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise ValueError("the server did not answer /healthz within 90 s")
+
+
+def _demo(
+    client: httpx.Client,
+    args: argparse.Namespace,
+    data_dir: Path,
+    write_tile_set: Any,
+    make_survey: Any,
+) -> str:
+    per_class, epochs = (150, 4) if args.fast else (400, 10)
+    demo_dir = data_dir / "demo"
+    demo_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        print(
+            f"3/6 generating {per_class} synthetic tiles per class (crack / no_crack, 48 px) and uploading them"
+        )
+        folder = write_tile_set(Path(tmp) / "tiles", per_class, size=48, seed=7)
+        dataset = _check(
+            client.post(
+                "/v1/datasets",
+                files={"file": ("synthetic.zip", _zip(folder))},
+                data={"name": "synthetic demo tiles"},
+            ),
+            "dataset upload",
+        )
+    job = _check(
+        client.post(
+            "/v1/jobs",
+            json={
+                "dataset_id": dataset["id"],
+                "backbone": "resnet18",
+                "loss": "igmsda",
+                "epochs": epochs,
+                "image_size": 48,
+                "batch_size": 32,
+                "lr": 0.01,
+                "lr_milestones": [max(1, epochs - 2)],
+            },
+        ),
+        "job submission",
+    )
+    print(f"4/6 training job {job['id']}: resnet18 + IGMSDA, {epochs} epochs, on the worker")
+    job = _follow(client, job["id"])
+    if job["status"] != "succeeded":
+        raise ValueError(f"the training job ended {job['status']}: {job['error']}")
+    model_id = job["result_model_id"]
+    _check(client.post(f"/v1/models/{model_id}/activate"), "activation")
+    model = _check(client.get(f"/v1/models/{model_id}"), "model")
+    test = model["metrics"]["test"]
+    lines = [
+        f"model {model_id}: test macro F {test['macro_f1']:.3f}, ECE {test['ece']:.3f} -> "
+        f"{test['ece_calibrated']:.3f} after temperature scaling (T={model['temperature']:.3f})"
+    ]
+    print("5/6 inspecting a synthetic 2400x1600 survey photo")
+    photo, _ = make_survey(
+        2400, 1600, seed=3, cracks=8, crack_width=(1.5, 4.0), crack_length=(0.3, 0.6)
+    )
+    survey = demo_dir / "survey.png"
+    photo.save(survey)
+    lines.append(_inspect(client, survey, demo_dir))
+    photos = sorted(CFD.glob("*.jpg"))[:3] if CFD.is_dir() else []
+    print(
+        f"6/6 inspecting {len(photos)} real CrackForest photos"
+        if photos
+        else "6/6 ../shared/data/cfd is absent: no real photos to inspect"
+    )
+    for path in photos:
+        lines.append(_inspect(client, path, demo_dir, stride=24))
+    return "\n".join(lines)
+
+
+def _follow(client: httpx.Client, job_id: str) -> dict[str, Any]:
+    with tqdm(
+        total=100.0, desc="training", unit="%", bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}]"
+    ) as bar:
+        while True:
+            job = _check(client.get(f"/v1/jobs/{job_id}"), "job status")
+            bar.n = float(job["progress"])
+            epochs = job["epochs"]
+            if epochs:
+                bar.set_postfix_str(
+                    f"epoch {epochs[-1]['epoch']}, val F {epochs[-1]['val_macro_f1']:.3f}"
+                )
+            bar.refresh()
+            if job["status"] in ("succeeded", "failed", "cancelled"):
+                return job
+            time.sleep(1.0)
+
+
+def _inspect(client: httpx.Client, path: Path, out: Path, stride: int | None = None) -> str:
+    data = {"stride": str(stride)} if stride else {}
+    reply = _check(
+        client.post("/v1/inspections", files={"image": (path.name, path.read_bytes())}, data=data),
+        f"inspection of {path.name}",
+    )
+    while reply["status"] in ("queued", "running"):
+        time.sleep(0.5)
+        reply = _check(client.get(f"/v1/inspections/{reply['id']}"), "inspection status")
+    if reply["status"] != "succeeded":
+        return f"{path.name}: {reply['status']} ({reply['error']})"
+    overlay = out / f"{path.stem}.overlay.png"
+    overlay.write_bytes(client.get(f"/v1/inspections/{reply['id']}/overlay.png").content)
+    s = reply["crackmap"]["summary"]
+    return (
+        f"{path.name}: {s['defect_tiles']}/{s['tiles']} defect tiles, {100 * s['defect_area_fraction']:.1f}% "
+        f"of the area, max p {s['max_defect_prob']:.2f}; overlay {overlay}"
+    )

@@ -1,0 +1,139 @@
+"""Training jobs through HTTP and a real Celery worker: success, cancel, kill -9, broker restart."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from core.db import transaction
+from core.tables import EpochMetric, TrainingJob
+from tests.app.conftest import photo_bytes, zip_folder
+from tests.worker.conftest import RedisServer, make_stack
+
+pytestmark = pytest.mark.slow
+
+ENDED = ("succeeded", "failed", "cancelled")
+
+
+def upload(stack, folder) -> str:  # type: ignore[no-untyped-def]
+    reply = stack.client.post(
+        "/v1/datasets", files={"file": ("tiles.zip", zip_folder(folder), "application/zip")}
+    )
+    assert reply.status_code == 201, reply.text
+    return str(reply.json()["id"])
+
+
+def submit(stack, dataset_id: str, epochs: int, **extra) -> str:  # type: ignore[no-untyped-def]
+    body = {
+        "dataset_id": dataset_id,
+        "backbone": "resnet18",
+        "loss": "igmsda",
+        "epochs": epochs,
+        "image_size": 32,
+        "batch_size": 8,
+        "lr": 0.003,
+        "lr_milestones": [],
+    } | extra
+    reply = stack.client.post("/v1/jobs", json=body)
+    assert reply.status_code == 202, reply.text
+    return str(reply.json()["id"])
+
+
+def epochs_stored(stack, job_id: str) -> list[int]:  # type: ignore[no-untyped-def]
+    with transaction(stack.settings.db_url) as session:
+        return list(
+            session.scalars(
+                select(EpochMetric.epoch)
+                .where(EpochMetric.job_id == job_id)
+                .order_by(EpochMetric.epoch)
+            )
+        )
+
+
+def test_job_succeeds_and_its_model_serves_inspections(stack, tiny_set):
+    stack.start_worker()
+    dataset_id = upload(stack, tiny_set)
+    job_id = submit(stack, dataset_id, epochs=2)
+    job = stack.wait_job(job_id, lambda j: j["status"] in ENDED)
+    assert job["status"] == "succeeded", job
+    assert job["progress"] == 100 and [e["epoch"] for e in job["epochs"]] == [1, 2]
+    assert all(0 <= e["val_macro_f1"] <= 1 for e in job["epochs"])
+    with transaction(stack.settings.db_url) as session:
+        row = session.get(TrainingJob, job_id)
+        assert row.last_checkpoint_blob_id and row.best_checkpoint_blob_id
+    model_id = job["result_model_id"]
+    model = stack.client.get(f"/v1/models/{model_id}").json()
+    assert model["source_job_id"] == job_id and not model["is_active"]
+    assert model["config"]["loss"] == "igmsda" and model["metrics"]["test"]["macro_f1"] >= 0
+    assert stack.client.post(f"/v1/models/{model_id}/activate").status_code == 200
+    reply = stack.client.post(
+        "/v1/inspections", files={"image": ("wall.jpg", photo_bytes(), "image/jpeg")}
+    )
+    assert reply.status_code == 201, reply.text
+    assert reply.json()["model_id"] == model_id
+    assert reply.json()["crackmap"]["model"]["content_hash"] == model["content_hash"]
+
+    # Fine-tuning from it: a new version, activated automatically only when it beats the active one.
+    tune_id = submit(stack, dataset_id, epochs=1, base_model_id=model_id, auto_activate=True)
+    tuned = stack.wait_job(tune_id, lambda j: j["status"] in ENDED)
+    assert tuned["status"] == "succeeded", tuned
+    new = stack.client.get(f"/v1/models/{tuned['result_model_id']}").json()
+    assert new["parent_model_id"] == model_id and new["id"] != model_id
+    better = new["metrics"]["val"]["macro_f1"] > model["metrics"]["val"]["macro_f1"]
+    assert new["is_active"] == better
+
+
+def test_cancel_keeps_the_last_checkpoint(stack, tiny_set):
+    stack.start_worker()
+    job_id = submit(stack, upload(stack, tiny_set), epochs=60)
+    stack.wait_job(job_id, lambda j: j["epoch"] >= 1)
+    assert stack.client.post(f"/v1/jobs/{job_id}/cancel").status_code == 200
+    job = stack.wait_job(job_id, lambda j: j["status"] in ENDED)
+    assert job["status"] == "cancelled" and job["result_model_id"] is None
+    assert 1 <= len(job["epochs"]) < 60
+    with transaction(stack.settings.db_url) as session:
+        assert session.get(TrainingJob, job_id).last_checkpoint_blob_id is not None
+
+
+def test_killed_worker_job_resumes_on_a_new_worker(stack, tiny_set):
+    first = stack.start_worker()
+    job_id = submit(stack, upload(stack, tiny_set), epochs=6)
+    stack.wait_job(job_id, lambda j: j["epoch"] >= 2)
+    stack.kill_worker(first)
+    assert stack.client.get(f"/v1/jobs/{job_id}").json()["status"] == "running"
+    stack.start_worker()
+    job = stack.wait_job(job_id, lambda j: j["status"] in ENDED)
+    assert job["status"] == "succeeded", job
+    assert epochs_stored(stack, job_id) == [1, 2, 3, 4, 5, 6]
+    assert job["attempts"] == 2
+
+
+@pytest.mark.services
+def test_redis_restart_mid_job_ends_in_a_correct_state(tmp_path, tiny_set, postgres_url):
+    redis = RedisServer(tmp_path)
+    redis.start()
+    try:
+        for stack in make_stack(tmp_path, postgres_url, redis.url):
+            stack.start_worker()
+            job_id = submit(stack, upload(stack, tiny_set), epochs=5)
+            stack.wait_job(job_id, lambda j: j["epoch"] >= 1)
+            redis.stop()
+            redis.start()
+            job = stack.wait_job(job_id, lambda j: j["status"] in ENDED)
+            assert job["status"] == "succeeded", job
+            assert epochs_stored(stack, job_id) == [1, 2, 3, 4, 5]
+            second = submit(stack, job["dataset_id"], epochs=1)  # the broker works again
+            assert stack.wait_job(second, lambda j: j["status"] in ENDED)["status"] == "succeeded"
+    finally:
+        redis.stop()
+
+
+def test_attempts_are_capped(stack, tiny_set):
+    job_id = submit(stack, upload(stack, tiny_set), epochs=1)
+    with transaction(stack.settings.db_url) as session:
+        session.get(TrainingJob, job_id).attempts = stack.settings.job_max_attempts
+    stack.start_worker()
+    job = stack.wait_job(job_id, lambda j: j["status"] in ENDED)
+    assert job["status"] == "failed" and "gave up" in job["error"]
+    assert np.isfinite(job["progress"])

@@ -95,7 +95,7 @@ def naive(predictor: Predictor, data: bytes, sample: int) -> float:
     return sample / timed(run, predictor.device)
 
 
-def peak_rss_100mp(device: str) -> dict[str, Any]:
+def peak_rss_100mp(device: str, batch: int = 32) -> dict[str, Any]:
     """Inspect a 10000 x 10000 JPEG with resnet18 in a fresh process; report its peak RSS."""
     path = CACHE / "survey_10000x10000.jpg"
     if not path.exists():
@@ -104,14 +104,25 @@ def peak_rss_100mp(device: str) -> dict[str, Any]:
         )
     script = textwrap.dedent(f"""
         import json, resource, time
+
+        def peak_mb():
+            # VmHWM is this process's own high-water mark; ru_maxrss would also count the
+            # parent's pages at fork time (Linux carries it across exec).
+            try:
+                for line in open("/proc/self/status"):
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) / 1024
+            except OSError:
+                pass
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         from bench.inference import random_checkpoint
         from models.inference import InferenceConfig, Predictor
-        predictor = Predictor(random_checkpoint("resnet18", 224), InferenceConfig(device={device!r}))
+        predictor = Predictor(random_checkpoint("resnet18", 224), InferenceConfig(device={device!r}, batch_size={batch}))
         data = open({str(path)!r}, "rb").read()
         started = time.perf_counter()
         crack_map = predictor.inspect_bytes(data)
-        print(json.dumps({{"tiles": len(crack_map.tiles), "seconds": time.perf_counter() - started,
-                          "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+        print(json.dumps({{"tiles": len(crack_map.tiles), "seconds": time.perf_counter() - started, "batch": {batch},
+                          "peak_rss_mb": peak_mb()}}))
     """)
     out = subprocess.run(
         [sys.executable, "-c", script],
@@ -132,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--naive-sample", type=int, default=64, help="tiles timed for (c)")
     parser.add_argument("--skip-rss", action="store_true")
+    parser.add_argument(
+        "--rss-batch", type=int, default=32, help="batch of the 100 MP run (the API's default)"
+    )
     args = parser.parse_args(argv)
     device = select_device(args.device)
     data = survey_jpeg(7000, 6000)
@@ -188,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             for r in rows
         ],
     )
-    rss = None if args.skip_rss else peak_rss_100mp(str(device))
+    rss = None if args.skip_rss else peak_rss_100mp(str(device), args.rss_batch)
     if rss:
         print(
             f"100 MP inspection with resnet18: {rss['tiles']} tiles in {rss['seconds']:.1f} s, "

@@ -32,7 +32,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from app.schemas.crackmap import crackmap_read
     from models.checkpoint import load_checkpoint
-    from models.inference import InferenceConfig, Predictor, geojson, read_image, render_overlay
+    from models.inference import InferenceConfig, Predictor, geojson, open_image, render_overlay
 
     predictor = Predictor(
         load_checkpoint(args.model),
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     failures = 0
     for path in args.images:
         try:
-            array = read_image(path.read_bytes(), args.max_pixels)
+            image = open_image(path.read_bytes(), args.max_pixels)
         except (OSError, ValueError) as exc:
             print(f"{path}: error: {exc}", file=sys.stderr)
             failures += 1
@@ -58,12 +58,12 @@ def run(args: argparse.Namespace) -> int:
                 bar.n = done
                 bar.refresh()
 
-            crack_map = predictor.inspect_array(array, args.tile, args.stride, args.threshold, show)
+            crack_map = predictor.inspect_image(image, args.tile, args.stride, args.threshold, show)
         folder = args.out / path.stem
         folder.mkdir(parents=True, exist_ok=True)
         document = crackmap_read(crack_map, name=path.name)
         (folder / "crackmap.json").write_text(document.model_dump_json(indent=1))
-        (folder / "overlay.png").write_bytes(render_overlay(array, crack_map))
+        (folder / "overlay.png").write_bytes(render_overlay(image, crack_map))
         (folder / "defects.geojson").write_text(json.dumps(geojson(crack_map)))
         s = document.summary
         print(

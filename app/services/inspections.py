@@ -20,7 +20,7 @@ from app.services.models import ModelRegistry
 from core.blobs import read_bytes, store_bytes
 from core.errors import TooManyRequests
 from core.tables import Inspection, utcnow
-from models.inference import read_image, render_overlay
+from models.inference import open_image, render_overlay
 
 log = logging.getLogger("crackscan.inspections")
 UNFINISHED = ("queued", "running")
@@ -120,12 +120,12 @@ class InspectionRunner:
             data = read_bytes(session, row.image_blob_id)
         try:
             model_id, predictor = self.registry.get(model_id)
-            array = read_image(data, predictor.config.max_pixels)
+            image = open_image(data, predictor.config.max_pixels)
             del data
-            crack_map = predictor.inspect_array(
-                array, params.get("tile"), params.get("stride"), params.get("threshold")
+            crack_map = predictor.inspect_image(
+                image, params.get("tile"), params.get("stride"), params.get("threshold")
             )
-            overlay = render_overlay(array, crack_map)
+            overlay = render_overlay(image, crack_map)
         except Exception as exc:
             return self._fail(inspection_id, str(exc))
         self.metrics.observe_tiles(len(crack_map.tiles), crack_map.timings.get("tiles_s", 0.0))

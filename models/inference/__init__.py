@@ -1,7 +1,13 @@
 """Sliding-window inference: intake, tiling, the predictor, crack maps and overlays."""
 
 from models.inference.crackmap import CrackMap, TileResult, cell_heatmap, geojson
-from models.inference.intake import DEFAULT_MAX_PIXELS, ImageTooLargeError, probe, read_image
+from models.inference.intake import (
+    DEFAULT_MAX_PIXELS,
+    ImageTooLargeError,
+    open_image,
+    probe,
+    read_image,
+)
 from models.inference.overlay import render_overlay
 from models.inference.predictor import InferenceConfig, Predictor
 from models.inference.tiling import TileGrid, axis_starts, make_grid, tile_batches
@@ -18,6 +24,7 @@ __all__ = [
     "cell_heatmap",
     "geojson",
     "make_grid",
+    "open_image",
     "probe",
     "read_image",
     "render_overlay",

@@ -43,21 +43,27 @@ def probe(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str, int, 
     return fmt, width, height
 
 
-def read_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode to an (H, W, 3) uint8 array as people see it (EXIF orientation applied).
+def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode to an 8-bit RGB PIL image as people see it (EXIF orientation applied).
 
-    Handles 8- and 16-bit, greyscale, RGB and RGBA. Truncated or corrupt files raise
-    ImageDecodeError; too many pixels raise ImageTooLargeError before decoding.
+    Handles 8- and 16-bit, greyscale, RGB and RGBA. Only one full-size copy of the
+    pixels is kept: orientation is applied in place and RGB input is not converted.
+    Truncated or corrupt files raise ImageDecodeError; too many pixels raise
+    ImageTooLargeError before decoding.
     """
     probe(data, max_pixels)
     try:
-        with Image.open(io.BytesIO(data)) as opened:
-            opened.load()
-            oriented = ImageOps.exif_transpose(opened)
-            assert oriented is not None
-            rgb = to_rgb8(oriented)
+        image = Image.open(io.BytesIO(data))
+        image.load()
+        if image.getexif().get(0x0112, 1) != 1:
+            ImageOps.exif_transpose(image, in_place=True)
+        return to_rgb8(image)
     except ImageDecodeError:
         raise
     except Exception as exc:
         raise ImageDecodeError(f"the image is truncated or corrupt: {exc}") from exc
-    return np.asarray(rgb, dtype=np.uint8)
+
+
+def read_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode to an (H, W, 3) uint8 array (see open_image)."""
+    return np.asarray(open_image(data, max_pixels), dtype=np.uint8)

@@ -23,15 +23,16 @@ def colourise(values: np.ndarray) -> np.ndarray:
     return out.astype(np.uint8)
 
 
-def render_overlay(array: np.ndarray, crack_map: CrackMap, max_side: int = 1600) -> bytes:
-    """PNG bytes of the overlay for the (H, W, 3) uint8 photo the map was made from."""
-    height, width = array.shape[:2]
+def render_overlay(
+    image: np.ndarray | Image.Image, crack_map: CrackMap, max_side: int = 1600
+) -> bytes:
+    """PNG bytes of the overlay for the photo the map was made from ((H, W, 3) uint8 or RGB PIL)."""
+    picture = image if isinstance(image, Image.Image) else Image.fromarray(image)
+    width, height = picture.size
     scale = min(1.0, max_side / max(width, height))
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     photo = (
-        Image.fromarray(array).resize(size, Image.Resampling.BILINEAR)
-        if scale < 1
-        else Image.fromarray(array)
+        picture.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0) if scale < 1 else picture
     )
     cells = crack_map.heatmap
     heat = np.asarray(Image.fromarray(cells, mode="F").resize(size, Image.Resampling.NEAREST))

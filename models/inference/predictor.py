@@ -12,11 +12,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from models.checkpoint import Checkpoint
 from models.data import normalise
 from models.inference.crackmap import CrackMap, TileResult, cell_heatmap
-from models.inference.intake import DEFAULT_MAX_PIXELS, read_image
+from models.inference.intake import DEFAULT_MAX_PIXELS, open_image
 from models.inference.tiling import TileGrid, make_grid, tile_batches
 from models.training.device import amp_dtype, select_device
 
@@ -28,7 +29,7 @@ class InferenceConfig:
     """How to run inspections."""
 
     device: str = "auto"
-    batch_size: int = 64
+    batch_size: int = 32
     max_pixels: int = DEFAULT_MAX_PIXELS
     threshold: float = 0.5
     amp: bool = True  # bf16/fp16 autocast on CUDA
@@ -95,11 +96,11 @@ class Predictor:
         threshold: float | None = None,
         progress: ProgressFn | None = None,
     ) -> CrackMap:
-        """Decode an image file's bytes and map it (see inspect_array)."""
+        """Decode an image file's bytes and map it (see inspect_image)."""
         started = time.perf_counter()
-        array = read_image(data, self.config.max_pixels)
+        image = open_image(data, self.config.max_pixels)
         decoded = time.perf_counter() - started
-        crack_map = self.inspect_array(array, tile, stride, threshold, progress)
+        crack_map = self.inspect_image(image, tile, stride, threshold, progress)
         crack_map.timings = {
             "decode_s": decoded,
             **crack_map.timings,
@@ -115,25 +116,52 @@ class Predictor:
         threshold: float | None = None,
         progress: ProgressFn | None = None,
     ) -> CrackMap:
-        """Map an (H, W, 3) uint8 image.
+        """Map an (H, W, 3) uint8 array (see inspect_image for the arguments)."""
+        if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
+            raise ValueError(f"image must be (H, W, 3) uint8, got {array.shape} {array.dtype}")
+        with warnings.catch_warnings():  # a read-only array is fine: tiles are only read
+            warnings.simplefilter("ignore", UserWarning)
+            image = torch.from_numpy(array).permute(2, 0, 1)  # (3, H, W) view, no copy
+        return self._inspect(
+            image, array.shape[0], array.shape[1], tile, stride, threshold, progress
+        )
+
+    def inspect_image(
+        self,
+        image: Image.Image,
+        tile: int | None = None,
+        stride: int | None = None,
+        threshold: float | None = None,
+        progress: ProgressFn | None = None,
+    ) -> CrackMap:
+        """Map an RGB PIL image; tiles are cropped from it batch by batch (no full-size copy).
 
         Args:
             tile: tile extent in pixels (default: the model's input size; others are resized).
             stride: step between tiles (default: the tile, no overlap; tile/4 is 75% overlap).
             threshold: a tile is a defect when its summed defect-class probability >= threshold.
         """
-        if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
-            raise ValueError(f"image must be (H, W, 3) uint8, got {array.shape} {array.dtype}")
+        if image.mode != "RGB":
+            raise ValueError(f"image must be RGB, got mode {image.mode}")
+        return self._inspect(image, image.height, image.width, tile, stride, threshold, progress)
+
+    def _inspect(
+        self,
+        image: torch.Tensor | Image.Image,
+        height: int,
+        width: int,
+        tile: int | None,
+        stride: int | None,
+        threshold: float | None,
+        progress: ProgressFn | None,
+    ) -> CrackMap:
         size = self.checkpoint.input_size
         tile = tile or size
         threshold = self.config.threshold if threshold is None else threshold
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
-        grid = make_grid(array.shape[0], array.shape[1], tile, stride)
+        grid = make_grid(height, width, tile, stride)
         started = time.perf_counter()
-        with warnings.catch_warnings():  # a read-only array is fine: tiles are only read
-            warnings.simplefilter("ignore", UserWarning)
-            image = torch.from_numpy(array).permute(2, 0, 1)  # (3, H, W) view, no copy
         probs = torch.empty(len(grid), len(self.classes))
         with self._lock:
             for first, batch in self._batches(image, grid, size):
@@ -149,7 +177,7 @@ class Predictor:
         )
 
     def _batches(
-        self, image: torch.Tensor, grid: TileGrid, size: int
+        self, image: torch.Tensor | Image.Image, grid: TileGrid, size: int
     ) -> Iterator[tuple[int, torch.Tensor]]:
         batches = tile_batches(image, grid, self.config.batch_size, size)
         prefetch = (

@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 
 def axis_starts(length: int, tile: int, stride: int) -> list[int]:
@@ -82,20 +84,29 @@ def make_grid(height: int, width: int, tile: int, stride: int | None = None) -> 
     )
 
 
+def crop(image: torch.Tensor | Image.Image, y: int, x: int, h: int, w: int) -> torch.Tensor:
+    """One (3, h, w) uint8 tile from a (3, H, W) tensor (a view) or an RGB PIL image (a small copy)."""
+    if isinstance(image, torch.Tensor):
+        return image[:, y : y + h, x : x + w]
+    return torch.from_numpy(
+        np.asarray(image.crop((x, y, x + w, y + h)), dtype=np.uint8).copy()
+    ).permute(2, 0, 1)
+
+
 def tile_batches(
-    image: torch.Tensor, grid: TileGrid, batch_size: int, input_size: int
+    image: torch.Tensor | Image.Image, grid: TileGrid, batch_size: int, input_size: int
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """Yield (first index, (B, 3, input_size, input_size) uint8) batches in row-major order.
 
-    `image` is (3, H, W) uint8 (a view of the decoded array is fine). Only one
-    batch of tiles is materialised at a time, so memory stays bounded.
+    `image` is a (3, H, W) uint8 tensor or an RGB PIL image. Only one batch of
+    tiles is materialised at a time, so memory stays bounded.
     """
     th, tw = grid.tile_h, grid.tile_w
     for first in range(0, len(grid), batch_size):
         crops = []
         for index in range(first, min(first + batch_size, len(grid))):
             _, _, y, x = grid.position(index)
-            crops.append(image[:, y : y + th, x : x + tw])
+            crops.append(crop(image, y, x, th, tw))
         batch = torch.stack(crops)
         if (th, tw) != (input_size, input_size):
             resized = F.interpolate(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,9 +28,12 @@ def test_compose_file_is_valid():
             ["docker", "compose", "config", "-q"], cwd=ROOT, capture_output=True, text=True
         )
     else:  # no compose plugin here: validate against the Compose specification's JSON schema
+        checker = shutil.which("check-jsonschema") or str(
+            Path(sys.executable).parent / "check-jsonschema"
+        )
         done = subprocess.run(
             [
-                "check-jsonschema",
+                checker,
                 "--builtin-schema",
                 "vendor.compose-spec",
                 str(ROOT / "docker-compose.yml"),

@@ -12,6 +12,7 @@ from models.inference.crackmap import CrackMap
 # Colour stops of the heatmap, from no defect (transparent blue) to certain (red).
 _STOPS = np.array([[0.0, 40, 90, 255], [0.5, 255, 220, 0], [1.0, 230, 20, 20]], dtype=np.float32)
 LEGEND_HEIGHT = 46
+LEGEND_MIN_WIDTH = 640  # room for the legend's text under small photos
 
 
 def colourise(values: np.ndarray) -> np.ndarray:
@@ -39,7 +40,9 @@ def render_overlay(
     colours = colourise(heat).astype(np.float32)
     alpha = (0.15 + 0.5 * np.clip(heat, 0, 1))[..., None]
     blended = (np.asarray(photo, dtype=np.float32) * (1 - alpha) + colours * alpha).astype(np.uint8)
-    canvas = Image.new("RGB", (size[0], size[1] + LEGEND_HEIGHT), (255, 255, 255))
+    canvas = Image.new(
+        "RGB", (max(size[0], LEGEND_MIN_WIDTH), size[1] + LEGEND_HEIGHT), (255, 255, 255)
+    )
     canvas.paste(Image.fromarray(blended), (0, 0))
     draw = ImageDraw.Draw(canvas)
     for t in crack_map.tiles:

@@ -38,7 +38,7 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = True  # CUDA only; the loss stays in float32
     channels_last: bool = True
-    num_workers: int = 0
+    num_workers: int = 0  # threads that decode the tiles once, before training (0: one per CPU)
     eval_batch_size: int = 256
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -140,7 +141,10 @@ def fit(
     device = select_device(config.device)
     torch.manual_seed(config.seed)
     _check_cache_size(data, config.image_size)
-    tiles = {s: load_tiles(data.source, data.splits[s], config.image_size) for s in data.splits}
+    threads = config.num_workers or os.cpu_count() or 1
+    tiles = {
+        s: load_tiles(data.source, data.splits[s], config.image_size, threads) for s in data.splits
+    }
     num_classes = len(data.classes)
     model = build_classifier(config.backbone, num_classes, config.weights)
     criterion = build_criterion(config, num_classes, model.feature_dim)

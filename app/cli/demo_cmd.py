@@ -94,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
         if args.exit:
             return 0
         print("the service is running; press Ctrl-C to stop it")
+        signal.signal(signal.SIGTERM, _interrupt)  # stop the service cleanly on SIGTERM as on Ctrl-C
+        signal.signal(signal.SIGINT, _interrupt)
         server.wait()
         return server.returncode or 0
     except KeyboardInterrupt:
@@ -105,6 +107,10 @@ def run(args: argparse.Namespace) -> int:
                 server.wait(timeout=40)
             except subprocess.TimeoutExpired:
                 os.killpg(server.pid, signal.SIGKILL)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _wait_healthy(client: httpx.Client, server: subprocess.Popen[bytes]) -> None:

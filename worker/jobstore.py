@@ -139,7 +139,7 @@ class Heartbeat:
         self.progress: dict[str, Any] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
-        self.interval = max(0.5, settings.job_lease_s / 6)
+        self.interval = min(5.0, max(0.5, settings.job_lease_s / 6))
 
     def __enter__(self) -> Heartbeat:
         self.beat()
@@ -183,7 +183,12 @@ class Heartbeat:
 
 
 def save_epoch(
-    settings: Settings, claim_: Claim, record: dict[str, Any], checkpoint: bytes, improved: bool
+    settings: Settings,
+    claim_: Claim,
+    record: dict[str, Any],
+    checkpoint: bytes,
+    improved: bool,
+    progress: float | None = None,
 ) -> None:
     """Store one epoch's metrics and the checkpoints it produced, in one transaction."""
     chunk = settings.blob_chunk_bytes
@@ -207,6 +212,8 @@ def save_epoch(
         metric.val_macro_f1 = float(record["val_macro_f1"])
         metric.metrics = json.loads(json.dumps(record, default=float))
         job.epoch = int(record["epoch"])
+        if progress is not None:
+            job.progress = progress
         job.heartbeat_at = utcnow()
         session.flush()
         delete_blob(session, old_last)

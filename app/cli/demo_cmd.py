@@ -94,7 +94,9 @@ def run(args: argparse.Namespace) -> int:
         if args.exit:
             return 0
         print("the service is running; press Ctrl-C to stop it")
-        signal.signal(signal.SIGTERM, _interrupt)  # stop the service cleanly on SIGTERM as on Ctrl-C
+        signal.signal(
+            signal.SIGTERM, _interrupt
+        )  # stop the service cleanly on SIGTERM as on Ctrl-C
         signal.signal(signal.SIGINT, _interrupt)
         server.wait()
         return server.returncode or 0

@@ -87,7 +87,8 @@ def test_job_succeeds_and_its_model_serves_inspections(stack, tiny_set):
 def test_cancel_keeps_the_last_checkpoint(stack, tiny_set):
     stack.start_worker()
     job_id = submit(stack, upload(stack, tiny_set), epochs=60)
-    stack.wait_job(job_id, lambda j: j["epoch"] >= 1)
+    running = stack.wait_job(job_id, lambda j: j["epoch"] >= 1)
+    assert running["status"] == "running" and running["progress"] > 0 and running["heartbeat_at"]
     assert stack.client.post(f"/v1/jobs/{job_id}/cancel").status_code == 200
     job = stack.wait_job(job_id, lambda j: j["status"] in ENDED)
     assert job["status"] == "cancelled" and job["result_model_id"] is None

@@ -111,7 +111,9 @@ def _train(settings: Any, job: Claim) -> str:
                 }
 
             def epoch_end(record: dict[str, Any], last: Any, improved: bool) -> None:
-                save_epoch(settings, job, record, to_bytes(last), improved)
+                save_epoch(
+                    settings, job, record, to_bytes(last), improved, beat.progress.get("progress")
+                )
 
             result = fit(
                 config,

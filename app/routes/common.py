@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, TypeVar
 
+from fastapi.responses import StreamingResponse
 from sqlalchemy import Select, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
+from core.blobs import iter_chunks
 from core.errors import NotFound
 
 T = TypeVar("T")
@@ -25,3 +28,21 @@ def paginate(
     total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
     rows = list(session.scalars(query.limit(limit).offset(offset)))
     return rows, int(total)
+
+
+def blob_response(
+    sessions: sessionmaker[Session],
+    blob_id: str,
+    media_type: str,
+    headers: dict[str, str] | None = None,
+) -> StreamingResponse:
+    """Stream a stored blob chunk by chunk; the session lives as long as the stream."""
+    session = sessions()
+
+    def stream() -> Iterator[bytes]:
+        try:
+            yield from iter_chunks(session, blob_id)
+        finally:
+            session.close()
+
+    return StreamingResponse(stream(), media_type=media_type, headers=headers)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -14,11 +13,11 @@ from sqlalchemy import select
 
 from app.auth import InspectScope, ReadScope
 from app.deps import RegistryDep, RunnerDep, SessionDep, SettingsDep
-from app.routes.common import get_or_404, paginate
+from app.routes.common import blob_response, get_or_404, paginate
 from app.schemas.api import InspectionRead, Page
 from app.services.uploads import remove_folder, spool_upload, temp_folder
-from core.blobs import delete_blob, iter_chunks, store_file
-from core.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable
+from core.blobs import delete_blob, store_file
+from core.errors import Conflict, PayloadTooLarge, Unprocessable
 from core.tables import Inspection
 from models.imageio import ImageDecodeError
 from models.inference import ImageTooLargeError, make_grid, probe
@@ -141,25 +140,11 @@ def get_inspection(inspection_id: str, request: Request, session: SessionDep) ->
     response_class=StreamingResponse,
     responses={200: {"content": {"image/png": {}}}},
 )
-def get_overlay(inspection_id: str, request: Request) -> StreamingResponse:
-    session = request.app.state.sessions()
-    row = session.get(Inspection, inspection_id)
-    if row is None:
-        session.close()
-        raise NotFound(f"no inspection {inspection_id}")
+def get_overlay(inspection_id: str, request: Request, session: SessionDep) -> StreamingResponse:
+    row = get_or_404(session, Inspection, inspection_id, "inspection")
     if row.overlay_blob_id is None:
-        session.close()
         raise Conflict(f"inspection {inspection_id} is {row.status}: it has no overlay")
-
-    blob_id = row.overlay_blob_id
-
-    def stream() -> Iterator[bytes]:
-        try:
-            yield from iter_chunks(session, blob_id)
-        finally:
-            session.close()
-
-    return StreamingResponse(stream(), media_type="image/png")
+    return blob_response(request.app.state.sessions, row.overlay_blob_id, "image/png")
 
 
 @router.delete("/{inspection_id}", status_code=204, dependencies=[InspectScope])

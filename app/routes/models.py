@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
@@ -11,12 +10,12 @@ from sqlalchemy import select
 
 from app.auth import AdminScope, ReadScope
 from app.deps import RegistryDep, SessionDep, SettingsDep
-from app.routes.common import get_or_404, paginate
+from app.routes.common import blob_response, get_or_404, paginate
 from app.schemas.api import ModelRead, Page
 from app.services.uploads import remove_folder, spool_upload, temp_folder
-from core.blobs import iter_chunks, store_file
+from core.blobs import store_file
 from core.catalog import activate, model_row
-from core.errors import NotFound, Unprocessable
+from core.errors import Unprocessable
 from core.tables import NetworkModel
 from models.checkpoint import CheckpointError, load_checkpoint
 
@@ -78,19 +77,10 @@ def activate_model(model_id: str, session: SessionDep, registry: RegistryDep) ->
     response_class=StreamingResponse,
     responses={200: {"content": {"application/octet-stream": {}}}},
 )
-def download_model(model_id: str, request: Request) -> StreamingResponse:
-    session = request.app.state.sessions()
-    row = session.get(NetworkModel, model_id)
-    if row is None:
-        session.close()
-        raise NotFound(f"no model {model_id}")
-    blob_id, filename = row.blob_id, f"{row.name or row.id}-{row.content_hash[:12]}.ckpt"
-
-    def stream() -> Iterator[bytes]:
-        try:
-            yield from iter_chunks(session, blob_id)
-        finally:
-            session.close()
-
+def download_model(model_id: str, request: Request, session: SessionDep) -> StreamingResponse:
+    row = get_or_404(session, NetworkModel, model_id, "model")
+    filename = f"{row.name or row.id}-{row.content_hash[:12]}.ckpt"
     headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
-    return StreamingResponse(stream(), media_type="application/octet-stream", headers=headers)
+    return blob_response(
+        request.app.state.sessions, row.blob_id, "application/octet-stream", headers
+    )

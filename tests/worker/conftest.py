@@ -7,7 +7,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from app.cli.serve_cmd import worker_command
 from app.main import create_app
 from core.config import Settings
 from core.migrate import upgrade
@@ -87,24 +87,7 @@ class Stack:
     log: Path = Path("/dev/null")
 
     def start_worker(self) -> subprocess.Popen[bytes]:
-        command = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "worker.celery_app",
-            "worker",
-            "-Q",
-            "training",
-            "--concurrency",
-            "1",
-            "--loglevel",
-            "info",
-            "--without-gossip",
-            "--without-mingle",
-            "--hostname",
-            f"test{len(self.workers)}@%h",
-        ]
+        command = [*worker_command(concurrency=1), "--hostname", f"test{len(self.workers)}@%h"]
         with self.log.open("ab") as out:
             process = subprocess.Popen(
                 command,

@@ -17,23 +17,16 @@ from sqlalchemy.orm import Session
 from core.tables import Blob, BlobChunk
 
 
-class BlobTooLarge(ValueError):
-    pass
-
-
 def store_stream(
     session: Session,
     stream: BinaryIO,
     chunk_bytes: int,
     content_type: str = "application/octet-stream",
-    max_bytes: int | None = None,
 ) -> Blob:
     """Copy a stream into a new blob, one chunk in memory at a time.
 
     It is written inside the caller's transaction: a rollback leaves nothing behind.
-
-    Raises:
-        BlobTooLarge: the stream is longer than max_bytes.
+    Size limits are the caller's: uploads are capped while they are spooled.
     """
     blob = Blob(sha256="", size=0, content_type=content_type, complete=False)
     session.add(blob)
@@ -43,8 +36,6 @@ def store_stream(
     seq = 0
     while chunk := stream.read(chunk_bytes):
         size += len(chunk)
-        if max_bytes is not None and size > max_bytes:
-            raise BlobTooLarge(f"the upload is larger than {max_bytes // (1 << 20)} MiB")
         digest.update(chunk)
         part = BlobChunk(blob_id=blob.id, seq=seq, data=chunk)
         session.add(part)

@@ -112,7 +112,7 @@ def peak_rss_100mp(device: str, batch: int = 32) -> dict[str, Any]:
                 for line in open("/proc/self/status"):
                     if line.startswith("VmHWM:"):
                         return int(line.split()[1]) / 1024
-            except OSError:
+            except OSError:  # no /proc (not Linux): fall back to ru_maxrss below
                 pass
             return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         from bench.inference import random_checkpoint

@@ -9,6 +9,7 @@ when present), prints the crack-map summaries and leaves the service running.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import os
 import signal
@@ -120,11 +121,9 @@ def _wait_healthy(client: httpx.Client, server: subprocess.Popen[bytes]) -> None
     while time.time() < deadline:
         if server.poll() is not None:
             raise ValueError(f"the server exited with code {server.returncode}")
-        try:
+        with contextlib.suppress(httpx.TransportError):  # not listening yet
             if client.get("/healthz").status_code == 200:
                 return
-        except httpx.TransportError:
-            pass
         time.sleep(0.5)
     raise ValueError("the server did not answer /healthz within 90 s")
 

@@ -13,7 +13,7 @@ from app.auth import ReadScope, TrainScope
 from app.deps import SessionDep, SettingsDep
 from app.routes.common import get_or_404, paginate
 from app.schemas.api import DatasetRead, Page
-from app.services.uploads import remove_folder, spool_upload, temp_folder
+from app.services.uploads import spooled
 from core.blobs import delete_blob, store_file
 from core.errors import Conflict, Unprocessable
 from core.tables import Dataset, TrainingJob
@@ -41,9 +41,7 @@ async def create_dataset(
         str | None, Form(description="comma-separated defect class names")
     ] = None,
 ) -> DatasetRead:
-    folder = temp_folder()
-    try:
-        path = await spool_upload(file, folder, settings.max_upload_mb << 20, "dataset.zip")
+    async with spooled(file, settings.max_upload_mb << 20, "dataset.zip") as path:
         defects = (
             [c.strip() for c in defect_classes.split(",") if c.strip()] if defect_classes else None
         )
@@ -64,8 +62,6 @@ async def create_dataset(
             session.add(row)
             session.flush()
             return DatasetRead.model_validate(row)
-    finally:
-        remove_folder(folder)
 
 
 @router.get("", dependencies=[ReadScope], response_model=Page[DatasetRead])

@@ -15,7 +15,7 @@ from app.auth import InspectScope, ReadScope
 from app.deps import RegistryDep, RunnerDep, SessionDep, SettingsDep
 from app.routes.common import blob_response, get_or_404, paginate
 from app.schemas.api import InspectionRead, Page
-from app.services.uploads import remove_folder, spool_upload, temp_folder
+from app.services.uploads import spooled
 from core.blobs import delete_blob, store_file
 from core.errors import Conflict, PayloadTooLarge, Unprocessable
 from core.tables import Inspection
@@ -52,46 +52,44 @@ async def create_inspection(
     model_id: Annotated[str | None, Form()] = None,
 ) -> Response:
     runner.reserve()
-    folder = temp_folder()
     submitted = False
     try:
-        path = await spool_upload(image, folder, settings.max_upload_mb << 20, "image")
-        try:
-            _, width, height = probe(path.read_bytes(), settings.max_image_pixels)
-        except ImageTooLargeError as exc:
-            raise PayloadTooLarge(str(exc), field="image") from exc
-        except ImageDecodeError as exc:
-            raise Unprocessable(str(exc), field="image") from exc
-        model_id, predictor = await asyncio.to_thread(registry.get, model_id)
-        tile_px = tile or predictor.checkpoint.input_size
-        try:
-            make_grid(height, width, tile_px, stride)
-        except ValueError as exc:
-            raise Unprocessable(str(exc), field="stride" if stride else "tile") from exc
-        params = {"tile": tile, "stride": stride, "threshold": threshold}
-        with request.app.state.sessions.begin() as session:
-            blob = store_file(
-                session,
-                path,
-                settings.blob_chunk_bytes,
-                image.content_type or "application/octet-stream",
-            )
-            row = Inspection(
-                filename=image.filename or "image",
-                image_blob_id=blob.id,
-                width=width,
-                height=height,
-                params=params,
-                model_id=model_id,
-                status="queued",
-            )
-            session.add(row)
-            session.flush()
-            inspection_id = row.id
-        future = runner.submit(inspection_id)
-        submitted = True
+        async with spooled(image, settings.max_upload_mb << 20, "image") as path:
+            try:
+                _, width, height = probe(path, settings.max_image_pixels)
+            except ImageTooLargeError as exc:
+                raise PayloadTooLarge(str(exc), field="image") from exc
+            except ImageDecodeError as exc:
+                raise Unprocessable(str(exc), field="image") from exc
+            model_id, predictor = await asyncio.to_thread(registry.get, model_id)
+            tile_px = tile or predictor.checkpoint.input_size
+            try:
+                make_grid(height, width, tile_px, stride)
+            except ValueError as exc:
+                raise Unprocessable(str(exc), field="stride" if stride else "tile") from exc
+            params = {"tile": tile, "stride": stride, "threshold": threshold}
+            with request.app.state.sessions.begin() as session:
+                blob = store_file(
+                    session,
+                    path,
+                    settings.blob_chunk_bytes,
+                    image.content_type or "application/octet-stream",
+                )
+                row = Inspection(
+                    filename=image.filename or "image",
+                    image_blob_id=blob.id,
+                    width=width,
+                    height=height,
+                    params=params,
+                    model_id=model_id,
+                    status="queued",
+                )
+                session.add(row)
+                session.flush()
+                inspection_id = row.id
+            future = runner.submit(inspection_id)
+            submitted = True
     finally:
-        remove_folder(folder)
         if not submitted:
             runner.release()
     with contextlib.suppress(TimeoutError):

@@ -12,7 +12,7 @@ from app.auth import AdminScope, ReadScope
 from app.deps import RegistryDep, SessionDep, SettingsDep
 from app.routes.common import blob_response, get_or_404, paginate
 from app.schemas.api import ModelRead, Page
-from app.services.uploads import remove_folder, spool_upload, temp_folder
+from app.services.uploads import spooled
 from core.blobs import store_file
 from core.catalog import activate, model_row
 from core.errors import Unprocessable
@@ -47,9 +47,7 @@ async def import_model(
     file: Annotated[UploadFile, File(description="a crackscan checkpoint (.ckpt)")],
     name: Annotated[str | None, Form(max_length=200)] = None,
 ) -> ModelRead:
-    folder = temp_folder()
-    try:
-        path = await spool_upload(file, folder, settings.max_upload_mb << 20, "model.ckpt")
+    async with spooled(file, settings.max_upload_mb << 20, "model.ckpt") as path:
         try:
             ckpt = load_checkpoint(path)
         except CheckpointError as exc:
@@ -60,8 +58,6 @@ async def import_model(
             session.add(row)
             session.flush()
             return ModelRead.model_validate(row)
-    finally:
-        remove_folder(folder)
 
 
 @router.post("/{model_id}/activate", dependencies=[AdminScope], response_model=ModelRead)

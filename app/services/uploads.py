@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import UploadFile
@@ -30,9 +32,11 @@ async def spool_upload(
     return path
 
 
-def temp_folder() -> Path:
-    return Path(tempfile.mkdtemp(prefix="crackscan-upload-"))
-
-
-def remove_folder(folder: Path) -> None:
-    shutil.rmtree(folder, ignore_errors=True)
+@asynccontextmanager
+async def spooled(upload: UploadFile, max_bytes: int, name: str) -> AsyncIterator[Path]:
+    """The upload as a temporary file, removed when the block ends, whatever happens."""
+    folder = Path(tempfile.mkdtemp(prefix="crackscan-upload-"))
+    try:
+        yield await spool_upload(upload, folder, max_bytes, name)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -20,7 +21,7 @@ class ImageTooLargeError(ValueError):
     """The image has more pixels than the configured cap."""
 
 
-def probe(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str, int, int]:
+def probe(data: bytes | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str, int, int]:
     """Read only the header: (format, width, height) as stored; raises before any decoding.
 
     Raises:
@@ -28,7 +29,7 @@ def probe(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str, int, 
         ImageTooLargeError: width x height exceeds max_pixels.
     """
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with Image.open(data if isinstance(data, Path) else io.BytesIO(data)) as image:
             fmt, (width, height) = image.format or "", image.size
     except Exception as exc:
         raise ImageDecodeError(f"not a readable image: {exc}") from exc

@@ -118,6 +118,22 @@ def _check_cache_size(data: LabelledSet, size: int) -> None:
         )
 
 
+def _check_given_tiles(
+    data: LabelledSet, tiles: dict[str, tuple[torch.Tensor, torch.Tensor]], size: int
+) -> None:
+    for split, samples in data.splits.items():
+        if split not in tiles:
+            raise ValueError(f"tiles lack the {split!r} split")
+        images, labels = tiles[split]
+        if tuple(images.shape) != (len(samples), 3, size, size) or images.dtype != torch.uint8:
+            raise ValueError(
+                f"{split} tiles must be ({len(samples)}, 3, {size}, {size}) uint8, "
+                f"got {tuple(images.shape)} {images.dtype}"
+            )
+        if labels.tolist() != [s.label for s in samples]:
+            raise ValueError(f"{split} tile labels differ from the set's labels")
+
+
 def fit(
     config: TrainConfig,
     data: LabelledSet,
@@ -126,6 +142,7 @@ def fit(
     progress: ProgressFn | None = None,
     should_cancel: CancelFn | None = None,
     on_epoch_end: EpochEndFn | None = None,
+    tiles: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> TrainResult:
     """Train, keep the best epoch by validation macro F, calibrate, and test.
 
@@ -137,14 +154,20 @@ def fit(
         progress: called with (epoch, step, info) during training.
         should_cancel: polled every step; True stops the run (result.cancelled).
         on_epoch_end: called with (record, last checkpoint, improved) after each epoch.
+        tiles: the splits already decoded at config.image_size, {split: ((N, 3, S, S) uint8,
+            (N,) int64)}, in data.splits' order; by default they are decoded here.
     """
     device = select_device(config.device)
     torch.manual_seed(config.seed)
-    _check_cache_size(data, config.image_size)
-    threads = config.num_workers or os.cpu_count() or 1
-    tiles = {
-        s: load_tiles(data.source, data.splits[s], config.image_size, threads) for s in data.splits
-    }
+    if tiles is None:
+        _check_cache_size(data, config.image_size)
+        threads = config.num_workers or os.cpu_count() or 1
+        tiles = {
+            s: load_tiles(data.source, data.splits[s], config.image_size, threads)
+            for s in data.splits
+        }
+    else:
+        _check_given_tiles(data, tiles, config.image_size)
     num_classes = len(data.classes)
     model = build_classifier(config.backbone, num_classes, config.weights)
     criterion = build_criterion(config, num_classes, model.feature_dim)

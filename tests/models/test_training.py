@@ -117,3 +117,20 @@ def test_bad_configurations_are_clear_errors():
         TrainConfig(epochs=0)
     assert TrainConfig(epochs=150).milestones() == [65, 95, 125]
     assert TrainConfig(epochs=150).lr_at(100) == pytest.approx(1e-4)
+
+
+def test_given_tiles_train_as_decoded_ones_and_are_checked(tiny_set):
+    from models.data import load_tiles
+
+    data = load_labelled_set(tiny_set)
+    tiles = {s: load_tiles(data.source, data.splits[s], 32) for s in data.splits}
+    config = tiny_config(epochs=1)
+    decoded = fit(config, data)
+    given = fit(config, data, tiles=tiles)
+    assert given.history[0]["train_loss"] == pytest.approx(decoded.history[0]["train_loss"])
+    bad = {**tiles, "val": (tiles["val"][0][:-1], tiles["val"][1][:-1])}
+    with pytest.raises(ValueError, match="val tiles must be"):
+        fit(config, data, tiles=bad)
+    flipped = {**tiles, "test": (tiles["test"][0], 1 - tiles["test"][1])}
+    with pytest.raises(ValueError, match="labels differ"):
+        fit(config, data, tiles=flipped)

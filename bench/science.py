@@ -52,8 +52,8 @@ PLOT = ROOT / "docs" / "science_f_vs_size.png"
 SPLIT_SEED = 0  # the one 3:1:1 split every run uses
 IMAGE_SIZE = 32
 BATCH_SIZE = 64
-# The paper's learning rate. At 0.05, ISDA and IGMSDA diverge within 2-4 epochs here (the
-# augmentation term's curvature in W is λ·Σ_y, and Σ_y is large for 32-px features); CE does not.
+# The paper's learning rate. At 0.05 ISDA diverges within 3 epochs here and IGMSDA is on the
+# edge (the augmentation term's curvature in W is λ·Σ_y, large for 32-px features); CE is not.
 LR = 0.01
 # Training tiles per class -> epochs; None is the whole train split (1500 per class).
 # Smaller sets get more epochs so that every run takes a few hundred SGD steps.

@@ -121,7 +121,10 @@ def f1(r: dict[str, Any]) -> float:
 def build_report(
     raw: dict[str, dict[str, Any]], image_size: int, plot_path: Path | None, lr: float = 0.01
 ) -> tuple[dict[str, Any], str]:
-    """(JSON summary, Markdown tables) from the cached runs; draws the plot to plot_path."""
+    """(JSON summary, Markdown tables) from the cached runs; draws the plot to plot_path.
+
+    Without a plot_path only the comparison tables (sections 1 and 2) are built.
+    """
     runs = Runs(raw)
     sizes = [s for s in SIZE_ORDER if any(k[1] == s for k in runs.by_key)]
     losses = [x for x in LOSS_ORDER if any(k[0] == x for k in runs.by_key)]
@@ -207,6 +210,9 @@ def build_report(
         rows.append(row)
     md.append("\n### Paired difference in test F against CE, percentage points: mean [95% CI]\n")
     md.append(_table(["loss", *sizes, "all sizes"], rows))
+
+    if plot_path is None:  # a side study (another lr or size): the comparison tables only
+        return summary, "".join(md)
 
     # 3. Sensitivity
     sens_rows = []
@@ -417,8 +423,6 @@ def build_report(
                 n = FULL_PER_CLASS if size == "full" else int(size)
                 points.append((float(n), 100 * m, 100 * s))
         series.append(Series(LOSS_LABELS[loss], points))
-    if plot_path is None:
-        return summary, "".join(md)
     line_plot(
         series,
         plot_path,

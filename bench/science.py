@@ -17,7 +17,7 @@ Every run is cached as JSON under bench/cache/science/, so an interrupted
 command resumes where it stopped; `report` aggregates the cached runs into
 bench/results/science.json, bench/results/science.md and docs/science_f_vs_size.png.
 
-    python -m bench.science run --jobs 2      # everything (about 1.5 h on 2 CPU cores)
+    python -m bench.science run --jobs 2      # everything (about 1 hour on 2 CPU cores)
     python -m bench.science report            # tables, JSON and the plot
     python -m bench.science run --stage grid --sizes 100 --seeds 0 --losses ce igmsda  # a part
     python -m bench.science run --stage grid --sizes full --seeds 0 --losses ce isda igmsda --lr 0.05

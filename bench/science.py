@@ -4,11 +4,11 @@ Trains resnet18 from scratch on the CPU on ../shared/data/ccic-dev (the CRACK201
 sample), with one fixed, seeded 3:1:1 split, at a reduced image size:
 
 - grid: losses CE, focal, ISDA, GM sampled (S = 16, 100) and IGMSDA, with 100,
-  300 and 1000 training tiles per class and the full train split, 3 seeds each.
+  300 and 1000 training tiles per class and the full train split, 5 seeds each.
   A seed fixes the training subset, the initial weights and the batch order, and
   is shared by every loss, so differences against CE are paired.
 - sensitivity: IGMSDA with α0 in {0.5, 1, 2.5, 5, 10} (λ0 = 0.5) and λ0 in
-  {0.1, 0.5, 2.5, 7.5} (α0 = 2.5), at 300 tiles per class.
+  {0.1, 0.5, 2.5, 7.5} (α0 = 2.5), at 300 tiles per class, 3 seeds each.
 - on every full-split model: the p_t distribution on its training tiles, and
   crack maps of ../shared/data/cfd (CrackForest) scored against the masks;
   on IGMSDA models also the closed form against the Monte Carlo GM loss.
@@ -17,7 +17,7 @@ Every run is cached as JSON under bench/cache/science/, so an interrupted
 command resumes where it stopped; `report` aggregates the cached runs into
 bench/results/science.json, bench/results/science.md and docs/science_f_vs_size.png.
 
-    python -m bench.science run --jobs 2      # everything (about 1 hour on 2 CPU cores)
+    python -m bench.science run --jobs 2      # everything (about 1.5 hours on 2 CPU cores)
     python -m bench.science report            # tables, JSON and the plot
     python -m bench.science run --stage grid --sizes 100 --seeds 0 --losses ce igmsda  # a part
     python -m bench.science run --stage grid --sizes full --seeds 0 --losses ce isda igmsda --lr 0.05
@@ -66,7 +66,8 @@ LOSSES = {  # name -> TrainConfig overrides
     "gm100": {"loss": "gm", "gm_samples": 100},
     "igmsda": {"loss": "igmsda"},
 }
-SEEDS = (0, 1, 2)
+SEEDS = (0, 1, 2, 3, 4)
+SENSITIVITY_SEEDS = (0, 1, 2)
 ALPHA0S = (0.5, 1.0, 2.5, 5.0, 10.0)
 LAM0S = (0.1, 0.5, 2.5, 7.5)
 DEFAULT_ALPHA0, DEFAULT_LAM0 = 2.5, 0.5
@@ -280,7 +281,7 @@ def run(args: argparse.Namespace) -> int:
     if "grid" in args.stage:
         specs += grid_specs(args.losses, sizes, args.seeds)
     if "sensitivity" in args.stage:
-        specs += sensitivity_specs(args.seeds)
+        specs += sensitivity_specs(args.sensitivity_seeds)
     specs = list(dict.fromkeys(specs))
     done = cached_runs(args.image_size, args.lr)
     todo = [s for s in specs if s.key not in done]
@@ -354,7 +355,8 @@ def main(argv: list[str] | None = None) -> int:
         choices=["100", "300", "1000", "full"],
         default=["100", "300", "1000", "full"],
     )
-    p_run.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
+    p_run.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS), help="grid seeds")
+    p_run.add_argument("--sensitivity-seeds", nargs="+", type=int, default=list(SENSITIVITY_SEEDS))
     p_run.add_argument("--jobs", type=int, default=2, help="runs trained at once, one thread each")
     p_run.add_argument("--image-size", type=int, default=IMAGE_SIZE)
     p_run.add_argument(

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.common import median
 from bench.plot import Series, line_plot
 
 LOSS_ORDER = ["ce", "focal", "isda", "gm16", "gm100", "igmsda"]
@@ -118,6 +119,11 @@ def f1(r: dict[str, Any]) -> float:
     return float(r["test"]["macro_f1"])
 
 
+def epoch_seconds(r: dict[str, Any]) -> float:
+    """The run's median training seconds per epoch (validation excluded), from its history."""
+    return median([h["train_seconds"] for h in r["history"]])
+
+
 def build_report(
     raw: dict[str, dict[str, Any]], image_size: int, plot_path: Path | None, lr: float = 0.01
 ) -> tuple[dict[str, Any], str]:
@@ -131,69 +137,45 @@ def build_report(
     md: list[str] = [f"Image size {image_size} px; learning rate {lr:g}; seeds {runs.seeds}.\n\n"]
     summary: dict[str, Any] = {"image_size": image_size, "lr": lr, "seeds": runs.seeds, "grid": []}
 
-    # 1. Main table
+    # 1. Main table: one column per (summary name, header, field, scale, digits)
+    columns: list[tuple[str, str, Callable[[dict[str, Any]], float], float, int]] = [
+        ("precision", "P %", lambda r: r["test"]["macro_precision"], 100.0, 2),
+        ("recall", "R %", lambda r: r["test"]["macro_recall"], 100.0, 2),
+        ("f1", "F %", f1, 100.0, 2),
+        ("ece", "ECE", lambda r: r["test"]["ece"], 1.0, 3),
+        ("ece_calibrated", "ECE after T", lambda r: r["test"]["ece_calibrated"], 1.0, 3),
+        ("temperature", "T", lambda r: r["test"]["temperature"], 1.0, 2),
+        ("epoch_seconds", "s/epoch", epoch_seconds, 1.0, 2),
+    ]
     rows = []
     for size in sizes:
         for loss in losses:
+            diverged = runs.diverged(loss, size)
             ok = runs.ok(loss, size)
-            if not ok and not runs.diverged(loss, size):
+            if not ok and not diverged:
                 continue
-            entry = {
-                "size": size,
-                "loss": loss,
-                "runs": len(ok),
-                "diverged": runs.diverged(loss, size),
-                "f1": mean_std(runs.values(loss, size, f1)),
-                "precision": mean_std(
-                    runs.values(loss, size, lambda r: r["test"]["macro_precision"])
-                ),
-                "recall": mean_std(runs.values(loss, size, lambda r: r["test"]["macro_recall"])),
-                "ece": mean_std(runs.values(loss, size, lambda r: r["test"]["ece"])),
-                "ece_calibrated": mean_std(
-                    runs.values(loss, size, lambda r: r["test"]["ece_calibrated"])
-                ),
-                "temperature": mean_std(
-                    runs.values(loss, size, lambda r: r["test"]["temperature"])
-                ),
-                "epoch_seconds": mean_std(runs.values(loss, size, lambda r: r["epoch_seconds"])),
-                "delta_f1_vs_ce": paired_ci(runs.paired(loss, size, f1))
-                if loss != "ce" and runs.paired(loss, size, f1)
-                else None,
-            }
-            summary["grid"].append(entry)
+            values = {name: [field(r) for r in ok] for name, _, field, _, _ in columns}
+            paired = runs.paired(loss, size, f1) if loss != "ce" else []
+            summary["grid"].append(
+                {
+                    "size": size,
+                    "loss": loss,
+                    "runs": len(ok),
+                    "diverged": diverged,
+                    **{name: mean_std(v) for name, v in values.items()},
+                    "delta_f1_vs_ce": paired_ci(paired) if paired else None,
+                }
+            )
             rows.append(
                 [
                     size,
                     LOSS_LABELS[loss],
-                    pm(runs.values(loss, size, lambda r: r["test"]["macro_precision"])),
-                    pm(runs.values(loss, size, lambda r: r["test"]["macro_recall"])),
-                    pm(runs.values(loss, size, f1)),
-                    pm(runs.values(loss, size, lambda r: r["test"]["ece"]), 1, 3),
-                    pm(runs.values(loss, size, lambda r: r["test"]["ece_calibrated"]), 1, 3),
-                    pm(runs.values(loss, size, lambda r: r["test"]["temperature"]), 1, 2),
-                    pm(runs.values(loss, size, lambda r: r["epoch_seconds"]), 1, 2),
-                    f"{len(ok)}"
-                    + (f" (+{entry['diverged']} diverged)" if entry["diverged"] else ""),
+                    *(pm(values[name], scale, digits) for name, _, _, scale, digits in columns),
+                    f"{len(ok)}" + (f" (+{diverged} diverged)" if diverged else ""),
                 ]
             )
     md.append("### Test metrics (mean ± std over seeds)\n")
-    md.append(
-        _table(
-            [
-                "tiles/class",
-                "loss",
-                "P %",
-                "R %",
-                "F %",
-                "ECE",
-                "ECE after T",
-                "T",
-                "s/epoch",
-                "runs",
-            ],
-            rows,
-        )
-    )
+    md.append(_table(["tiles/class", "loss", *(c[1] for c in columns), "runs"], rows))
 
     # 2. Paired differences against CE
     rows = []

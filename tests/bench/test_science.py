@@ -92,7 +92,7 @@ def _record(loss, size, seed, f1, alpha0=2.5, lam0=0.5, diverged=False):
         "ece_calibrated": 0.01,
         "temperature": 0.5,
     }
-    return {"spec": spec, "test": test, "epoch_seconds": 1.0}
+    return {"spec": spec, "test": test, "history": [{"train_seconds": 1.0}]}
 
 
 def test_report_pairs_losses_by_seed_and_counts_divergence(tmp_path):

@@ -25,6 +25,8 @@ from typing import Any
 import httpx
 from tqdm import tqdm
 
+from models.training.config import DEFAULT_LOSS
+
 CFD = Path(__file__).resolve().parents[3] / "shared" / "data" / "cfd" / "image"
 
 
@@ -157,7 +159,7 @@ def _demo(
             json={
                 "dataset_id": dataset["id"],
                 "backbone": "resnet18",
-                "loss": "igmsda",
+                "loss": DEFAULT_LOSS,
                 "epochs": epochs,
                 "image_size": 48,
                 "batch_size": 32,
@@ -167,7 +169,9 @@ def _demo(
         ),
         "job submission",
     )
-    print(f"4/6 training job {job['id']}: resnet18 + IGMSDA, {epochs} epochs, on the worker")
+    print(
+        f"4/6 training job {job['id']}: resnet18 + {DEFAULT_LOSS}, {epochs} epochs, on the worker"
+    )
     job = _follow(client, job["id"])
     if job["status"] != "succeeded":
         raise ValueError(f"the training job ended {job['status']}: {job['error']}")

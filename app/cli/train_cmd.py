@@ -10,13 +10,14 @@ from typing import Any
 
 from app.cli.progress import TrainingBar
 from models.backbones import BACKBONES
+from models.training.config import DEFAULT_LOSS, LOSSES
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("train", help="train (or fine-tune with --init) a crack classifier")
     p.add_argument("data", type=Path, help="labelled set: folder or .zip")
     p.add_argument("--backbone", default="resnet18", choices=BACKBONES)
-    p.add_argument("--loss", default="igmsda", choices=("ce", "focal", "isda", "gm", "igmsda"))
+    p.add_argument("--loss", default=DEFAULT_LOSS, choices=LOSSES)
     p.add_argument("--epochs", type=int, default=150)
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--batch-size", type=int, default=64)

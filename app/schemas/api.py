@@ -8,7 +8,7 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.backbones import BACKBONES
-from models.training.config import LOSSES
+from models.training.config import DEFAULT_LOSS, LOSSES
 
 T = TypeVar("T")
 
@@ -53,7 +53,7 @@ class JobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     dataset_id: str
     backbone: Literal[BACKBONES]  # type: ignore[valid-type]
-    loss: Literal[LOSSES]  # type: ignore[valid-type]
+    loss: Literal[LOSSES] = DEFAULT_LOSS  # type: ignore[valid-type]
     epochs: int = Field(ge=1, le=1000)
     image_size: int = Field(ge=32, le=1024)
     batch_size: int = Field(ge=1, le=1024)

@@ -127,30 +127,39 @@ def class_pair_quadratic(weight: torch.Tensor, class_cov: torch.Tensor) -> torch
     return (torch.bmm(diff, cov) * diff).sum(-1)
 
 
-def covariance_factor(class_cov: torch.Tensor) -> torch.Tensor:
-    """A factor L_c with L_c L_cᵀ = Σ_c, for sampling N(0, Σ_c) as L_c ε.
+def _times_cov(rows: torch.Tensor, cov: torch.Tensor) -> torch.Tensor:
+    """rows[c] @ Σ_c for (C, R, F) rows and (C, F, F) covariances or (C, F) variances."""
+    return rows * cov.unsqueeze(1) if cov.dim() == 2 else torch.bmm(rows, cov)
 
-    Full covariances may be singular: Cholesky with a small relative jitter is
-    tried first, and an eigendecomposition with eigenvalues clamped at 0 is the
-    fallback. Diagonal variances give their element-wise square root.
+
+def class_pair_covariance(weight: torch.Tensor, class_cov: torch.Tensor) -> torch.Tensor:
+    """The margins' covariance per unit λ: K[y, j, k] = (w_j − w_y)ᵀ Σ_y (w_k − w_y).
+
+    Under ã ~ N(a, λ Σ_y) the margins Δ_j = z̃_j − z̃_y have covariance λ K[y]; its
+    diagonal K[y, j, j] is the quadratic table q[y, j]. Row and column y are 0.
 
     Args:
-        class_cov: (C, F, F) or (C, F).
+        weight: (C, F) classifier weights (gradients flow into them).
+        class_cov: (C, F, F) covariances or (C, F) variances; treated as constant.
 
     Returns:
-        (C, F, F) lower factors, or (C, F) standard deviations.
+        (C, C, C) table, indexed [true class y, j, k].
     """
-    cov = class_cov.detach()
-    if cov.dim() == 2:
-        return cov.clamp(min=0).sqrt()
-    feature_dim = cov.shape[-1]
-    eye = torch.eye(feature_dim, dtype=cov.dtype, device=cov.device)
-    scale = cov.diagonal(dim1=-2, dim2=-1).mean(-1).clamp(min=torch.finfo(cov.dtype).tiny)
-    rel = 1e-10 if cov.dtype == torch.float64 else 1e-6
-    for _ in range(3):
-        factor, info = torch.linalg.cholesky_ex(cov + (rel * scale).view(-1, 1, 1) * eye)
-        if not bool((info != 0).any()):
-            return factor
-        rel *= 100
-    evals, evecs = torch.linalg.eigh(cov)
-    return evecs * evals.clamp(min=0).sqrt().unsqueeze(-2)
+    cov = class_cov.detach().to(weight.dtype)
+    diff = weight.unsqueeze(0) - weight.unsqueeze(1)  # (C_y, C_j, F): w_j − w_y
+    return torch.bmm(_times_cov(diff, cov), diff.transpose(1, 2))
+
+
+def class_logit_covariance(weight: torch.Tensor, class_cov: torch.Tensor) -> torch.Tensor:
+    """The logits' covariance per unit λ: W Σ_y Wᵀ, so that z̃ ~ N(z, λ W Σ_y Wᵀ).
+
+    Args:
+        weight: (C, F) classifier weights (gradients flow into them).
+        class_cov: (C, F, F) covariances or (C, F) variances; treated as constant.
+
+    Returns:
+        (C, C, C) table, indexed [true class y, j, k].
+    """
+    cov = class_cov.detach().to(weight.dtype)
+    rows = weight.unsqueeze(0).expand(cov.shape[0], -1, -1)  # (C_y, C, F)
+    return torch.bmm(_times_cov(rows, cov), rows.transpose(1, 2))

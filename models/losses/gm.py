@@ -1,4 +1,4 @@
-"""The gradient-modulated (GM) loss: exact on logits, and explicitly sampled in feature space."""
+"""The gradient-modulated (GM) loss: exact on logits, and explicitly sampled over augmented logits."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from models.losses._checks import (
     check_alpha,
@@ -17,17 +16,23 @@ from models.losses._checks import (
     loss_dtype,
     reduce,
 )
-from models.losses.covariance import ClassCovariance, covariance_factor
-from models.losses.schedules import alpha_schedule, lam_schedule
+from models.losses.augmented import AugmentedLoss
+from models.losses.covariance import class_logit_covariance
+from models.losses.gaussian import gaussian_factor
 
-# Bound on N·S·F noise values drawn at once by gm_sampled_loss (about 64 MB in float32).
+# Bound on N·S·C noise values drawn at once by gm_sampled_loss (about 64 MB in float32).
 _SAMPLE_CHUNK_ELEMENTS = 1 << 24
+
+
+def gm_of_nll(nll: torch.Tensor, log_alpha: float) -> torch.Tensor:
+    """L_g as a function of −log p_t: −log p_t − ½ log α + ½ softplus(log α + log p_t)."""
+    return nll - 0.5 * log_alpha + 0.5 * F.softplus(log_alpha - nll)
 
 
 def _gm_from_logits(logits: torch.Tensor, labels: torch.Tensor, log_alpha: float) -> torch.Tensor:
     """L_g = −log p_t − ½ log α + ½ log(α p_t + 1) for (M, C) logits; returns (M,)."""
     log_pt = F.log_softmax(logits, dim=-1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
-    return -log_pt - 0.5 * log_alpha + 0.5 * F.softplus(log_alpha + log_pt)
+    return gm_of_nll(-log_pt, log_alpha)
 
 
 def gm_loss(
@@ -49,6 +54,19 @@ def gm_loss(
     return reduce(loss, reduction)
 
 
+def augmented_logit_factor(weight: torch.Tensor, class_cov: torch.Tensor) -> torch.Tensor:
+    """Lower factors L_y with L_y L_yᵀ = W Σ_y Wᵀ, the logits' covariance per unit λ.
+
+    Args:
+        weight: (C, F), in the loss dtype (gradients flow through the factor into W).
+        class_cov: (C, F, F) or (C, F) diagonal; no gradient.
+
+    Returns:
+        (C, C, C) factors, indexed [true class y].
+    """
+    return gaussian_factor(class_logit_covariance(weight, class_cov))
+
+
 def gm_sampled_loss(
     features: torch.Tensor,
     labels: torch.Tensor,
@@ -61,14 +79,14 @@ def gm_sampled_loss(
     generator: torch.Generator | None = None,
     reduction: str = "mean",
 ) -> torch.Tensor:
-    """Explicit GM loss: the mean of L_g over S sampled augmented features per tile.
+    """Explicit GM loss: the mean of L_g over S sampled augmented logits per tile.
 
-        ã_ik = a_i + √λ · L_y ε_ik,   ε_ik ~ N(0, I_F),   L_y L_yᵀ = Σ_y
-        L = (1/S) Σ_k L_g(W ã_ik + b, y_i)
+        z̃_ik = z_i + √λ · L_y ε_ik,   ε_ik ~ N(0, I_C),   L_y L_yᵀ = W Σ_y Wᵀ
+        L = (1/S) Σ_k L_g(z̃_ik, y_i)
 
-    Since W ã + b = z + √λ (W L_y) ε, the noise is pushed through the (C, F)
-    product W L_y rather than materialising every ã; the draws are the same.
-    The noise is drawn in chunks so memory stays bounded for large S.
+    Since z̃ = W ã + b with ã ~ N(a, λ Σ_y) is exactly N(z, λ W Σ_y Wᵀ), sampling the
+    C logits draws from the same distribution as sampling F-dimensional features and
+    mapping them through the head, at a cost that does not depend on F.
 
     Args:
         features: (N, F).  labels: (N,) int64.  weight: (C, F).  bias: (C,) or None.
@@ -77,7 +95,7 @@ def gm_sampled_loss(
         generator: optional torch.Generator on the features' device.
         reduction: "mean", "sum" or "none" (then shape (N,)).
     """
-    check_linear(features, labels, weight, bias, class_cov)
+    num_classes, _ = check_linear(features, labels, weight, bias, class_cov)
     check_lam(lam)
     check_alpha(alpha)
     check_reduction(reduction)
@@ -87,31 +105,24 @@ def gm_sampled_loss(
     with torch.autocast(features.device.type, enabled=False):
         dtype = loss_dtype(features, weight)
         weight = weight.to(dtype)
-        feats = features.to(dtype)
-        logits = F.linear(feats, weight, None if bias is None else bias.to(dtype))  # (N, C)
-        factor = covariance_factor(class_cov.to(dtype))
-        if factor.dim() == 2:  # diagonal: W L_y = W diag(σ_y)
-            projected = weight.unsqueeze(0) * factor.unsqueeze(1)  # (C_y, C, F)
-        else:
-            projected = torch.matmul(weight.unsqueeze(0), factor)  # (C_y, C, F)
-        per_tile = projected[labels] * math.sqrt(lam)  # (N, C, F)
-        n, feature_dim = feats.shape
-        chunk = max(1, _SAMPLE_CHUNK_ELEMENTS // max(1, n * feature_dim))
-        total = torch.zeros(n, dtype=dtype, device=feats.device)
+        logits = F.linear(features.to(dtype), weight, None if bias is None else bias.to(dtype))
+        per_tile = augmented_logit_factor(weight, class_cov)[labels] * math.sqrt(lam)  # (N, C, C)
+        n = logits.shape[0]
+        chunk = max(1, _SAMPLE_CHUNK_ELEMENTS // max(1, n * num_classes))
+        total = torch.zeros(n, dtype=dtype, device=logits.device)
         for start in range(0, int(samples), chunk):
             s = min(chunk, int(samples) - start)
             eps = torch.randn(
-                n, s, feature_dim, dtype=dtype, device=feats.device, generator=generator
+                n, s, num_classes, dtype=dtype, device=logits.device, generator=generator
             )
             noisy = logits.unsqueeze(1) + torch.bmm(eps, per_tile.transpose(1, 2))  # (N, s, C)
-            total = total + _gm_from_logits(noisy, labels.unsqueeze(1).expand(n, s), log_alpha).sum(
-                1
-            )
+            per_sample = _gm_from_logits(noisy, labels.unsqueeze(1).expand(n, s), log_alpha)
+            total = total + per_sample.sum(1)
         loss = total / int(samples)
     return reduce(loss, reduction)
 
 
-class GMSampledLoss(nn.Module):
+class GMSampledLoss(AugmentedLoss):
     """Explicit GM loss with its covariance estimator and the λ, α schedules."""
 
     def __init__(
@@ -123,37 +134,24 @@ class GMSampledLoss(nn.Module):
         samples: int = 100,
         diagonal: bool = False,
     ) -> None:
-        super().__init__()
-        check_lam(lam0)
+        super().__init__(num_classes, feature_dim, lam0, alpha0, diagonal)
         if int(samples) != samples or samples < 1:
             raise ValueError(f"samples must be a positive integer, got {samples!r}")
-        self.lam0 = float(lam0)
-        self.alpha0 = float(alpha0)
         self.samples = int(samples)
-        self.estimator = ClassCovariance(num_classes, feature_dim, diagonal=diagonal)
 
     def hparams(self) -> dict[str, float]:
         """The hyper-parameters to record with a run."""
-        return {"lam0": self.lam0, "alpha0": self.alpha0, "samples": float(self.samples)}
+        return super().hparams() | {"samples": float(self.samples)}
 
-    def forward(
+    def augmented_loss(
         self,
         features: torch.Tensor,
         labels: torch.Tensor,
-        classifier: nn.Linear,
-        progress: float,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        class_cov: torch.Tensor,
+        lam: float,
+        alpha: float,
     ) -> torch.Tensor:
-        """Args: features (N, F), labels (N,), the linear head, progress t/T in [0, 1]."""
-        self.estimator.update(features, labels)
-        lam = lam_schedule(progress, self.lam0)
-        alpha = alpha_schedule(progress, self.alpha0)
-        return gm_sampled_loss(
-            features,
-            labels,
-            classifier.weight,
-            classifier.bias,
-            self.estimator.cov,
-            lam,
-            alpha,
-            self.samples,
-        )
+        """:func:`gm_sampled_loss` with S samples per tile."""
+        return gm_sampled_loss(features, labels, weight, bias, class_cov, lam, alpha, self.samples)

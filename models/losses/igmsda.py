@@ -6,7 +6,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from models.losses._checks import (
     check_alpha,
@@ -15,9 +14,8 @@ from models.losses._checks import (
     check_reduction,
     reduce,
 )
-from models.losses.covariance import ClassCovariance
+from models.losses.augmented import AugmentedLoss
 from models.losses.isda import augmented_margins
-from models.losses.schedules import alpha_schedule, lam_schedule
 
 
 def igmsda_loss(
@@ -64,7 +62,7 @@ def igmsda_loss(
     return reduce(loss, reduction)
 
 
-class IGMSDALoss(nn.Module):
+class IGMSDALoss(AugmentedLoss):
     """IGMSDA loss with its covariance estimator and the schedules λ = (t/T)·λ0, α = (t/T)·α0 + 1."""
 
     def __init__(
@@ -75,29 +73,17 @@ class IGMSDALoss(nn.Module):
         alpha0: float = 2.5,
         diagonal: bool = False,
     ) -> None:
-        super().__init__()
-        check_lam(lam0)
-        if not math.isfinite(alpha0) or alpha0 < 0:
-            raise ValueError(f"alpha0 must be a finite number >= 0, got {alpha0!r}")
-        self.lam0 = float(lam0)
-        self.alpha0 = float(alpha0)
-        self.estimator = ClassCovariance(num_classes, feature_dim, diagonal=diagonal)
+        super().__init__(num_classes, feature_dim, lam0, alpha0, diagonal)
 
-    def hparams(self) -> dict[str, float]:
-        """The hyper-parameters to record with a run."""
-        return {"lam0": self.lam0, "alpha0": self.alpha0}
-
-    def forward(
+    def augmented_loss(
         self,
         features: torch.Tensor,
         labels: torch.Tensor,
-        classifier: nn.Linear,
-        progress: float,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        class_cov: torch.Tensor,
+        lam: float,
+        alpha: float,
     ) -> torch.Tensor:
-        """Args: features (N, F), labels (N,), the linear head, progress t/T in [0, 1]."""
-        self.estimator.update(features, labels)
-        lam = lam_schedule(progress, self.lam0)
-        alpha = alpha_schedule(progress, self.alpha0)
-        return igmsda_loss(
-            features, labels, classifier.weight, classifier.bias, self.estimator.cov, lam, alpha
-        )
+        """:func:`igmsda_loss`."""
+        return igmsda_loss(features, labels, weight, bias, class_cov, lam, alpha)

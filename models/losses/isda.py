@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from models.losses._checks import check_lam, check_linear, check_reduction, loss_dtype, reduce
-from models.losses.covariance import ClassCovariance, class_pair_quadratic
-from models.losses.schedules import lam_schedule
+from models.losses.augmented import AugmentedLoss
+from models.losses.covariance import class_pair_quadratic
 
 
 def augmented_margins(
@@ -70,7 +70,7 @@ def isda_loss(
     return reduce(loss, reduction)
 
 
-class ISDALoss(nn.Module):
+class ISDALoss(AugmentedLoss):
     """ISDA loss with its own covariance estimator and the schedule λ = (t/T)·λ0.
 
     Each call first folds the batch's detached features into the estimator,
@@ -80,25 +80,17 @@ class ISDALoss(nn.Module):
     def __init__(
         self, num_classes: int, feature_dim: int, lam0: float = 0.5, diagonal: bool = False
     ) -> None:
-        super().__init__()
-        check_lam(lam0)
-        self.lam0 = float(lam0)
-        self.estimator = ClassCovariance(num_classes, feature_dim, diagonal=diagonal)
+        super().__init__(num_classes, feature_dim, lam0, None, diagonal)
 
-    def hparams(self) -> dict[str, float]:
-        """The hyper-parameters to record with a run."""
-        return {"lam0": self.lam0}
-
-    def forward(
+    def augmented_loss(
         self,
         features: torch.Tensor,
         labels: torch.Tensor,
-        classifier: nn.Linear,
-        progress: float,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        class_cov: torch.Tensor,
+        lam: float,
+        alpha: float,
     ) -> torch.Tensor:
-        """Args: features (N, F), labels (N,), the linear head, progress t/T in [0, 1]."""
-        self.estimator.update(features, labels)
-        lam = lam_schedule(progress, self.lam0)
-        return isda_loss(
-            features, labels, classifier.weight, classifier.bias, self.estimator.cov, lam
-        )
+        """:func:`isda_loss`; α is not used."""
+        return isda_loss(features, labels, weight, bias, class_cov, lam)

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.losses import GMSampledLoss, IGMSDALoss, ISDALoss, focal_loss
+from models.losses import GMSampledLoss, IGMSDAExactLoss, IGMSDALoss, ISDALoss, focal_loss
 from models.training.config import TrainConfig
 
 
@@ -36,11 +36,17 @@ def build_criterion(config: TrainConfig, num_classes: int, feature_dim: int) -> 
         return LogitLoss(config.loss, config.focal_gamma)
     if config.loss == "isda":
         return ISDALoss(num_classes, feature_dim, config.lam0, config.diagonal_cov)
-    if config.loss == "igmsda":
-        return IGMSDALoss(num_classes, feature_dim, config.lam0, config.alpha0, config.diagonal_cov)
-    return GMSampledLoss(
-        num_classes, feature_dim, config.lam0, config.alpha0, config.gm_samples, config.diagonal_cov
-    )
+    if config.loss == "gm":
+        return GMSampledLoss(
+            num_classes,
+            feature_dim,
+            config.lam0,
+            config.alpha0,
+            config.gm_samples,
+            config.diagonal_cov,
+        )
+    modulated = {"igmsda": IGMSDALoss, "igmsda-exact": IGMSDAExactLoss}[config.loss]
+    return modulated(num_classes, feature_dim, config.lam0, config.alpha0, config.diagonal_cov)
 
 
 def estimator_of(criterion: nn.Module) -> nn.Module | None:

@@ -339,3 +339,35 @@ def test_igmsda_module_uses_scheduled_values():
     )
     torch.testing.assert_close(loss, want)
     assert loss_fn.hparams() == {"lam0": 7.5, "alpha0": 2.5}
+
+
+# ---------------------------------------------------------------- two-sided pins
+
+
+def spec_isda_igmsda(x, y, w, b, cov, lam, alpha):
+    """IGMSDA.md's formulas transcribed term by term, one tile and one class at a time."""
+    full = cov if cov.dim() == 3 else torch.diag_embed(cov)
+    c = w.shape[0]
+    isda, igm = [], []
+    for i in range(x.shape[0]):
+        yi = int(y[i])
+        z = [float(w[j] @ x[i] + b[j]) for j in range(c)]
+        q = [float((w[j] - w[yi]) @ full[yi] @ (w[j] - w[yi])) for j in range(c)]
+        part1 = math.log(sum(math.exp(z[j] - z[yi] + lam / 2 * q[j]) for j in range(c)))
+        inner = sum(math.exp(z[yi] - z[j] + lam / 2 * q[j]) for j in range(c))
+        part2 = 0.5 * math.log(1 + alpha / c**2 * inner)
+        isda.append(part1)
+        igm.append(-0.5 * math.log(alpha) + part1 + part2)
+    return torch.tensor(isda, dtype=D), torch.tensor(igm, dtype=D)
+
+
+@pytest.mark.parametrize("c", [2, 3, 5])
+@pytest.mark.parametrize("diagonal", [False, True])
+@pytest.mark.parametrize("lam, alpha", [(0.0, 1.0), (0.5, 2.5), (7.5, 3.5)])
+def test_isda_and_igmsda_equal_the_spec_transcription(c, diagonal, lam, alpha):
+    x, y, w, b, cov = random_problem(9, c, 5, seed=200 + c, diagonal=diagonal, scale=2.0)
+    want_isda, want_igm = spec_isda_igmsda(x, y, w, b, cov, lam, alpha)
+    got_isda = isda_loss(x, y, w, b, cov, lam, reduction="none")
+    got_igm = igmsda_loss(x, y, w, b, cov, lam, alpha, reduction="none")
+    torch.testing.assert_close(got_isda, want_isda, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(got_igm, want_igm, rtol=1e-10, atol=1e-12)

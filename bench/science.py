@@ -67,6 +67,7 @@ LOSSES = {  # name -> TrainConfig overrides
     "gm16": {"loss": "gm", "gm_samples": 16},
     "gm100": {"loss": "gm", "gm_samples": 100},
     "igmsda": {"loss": "igmsda"},
+    "igmsda-exact": {"loss": "igmsda-exact"},
 }
 SEEDS = (0, 1, 2, 3, 4)
 SENSITIVITY_SEEDS = (0, 1, 2)

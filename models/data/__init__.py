@@ -1,11 +1,13 @@
 """Labelled tile sets: layouts, loading, splits and tensor batches."""
 
-from models.data.labelled_set import (
+from models.data.labelled_set import load_labelled_set
+from models.data.mask_set import DEFAULT_MASK_TILE
+from models.data.masks import MASK_TILE_RULE
+from models.data.sets import (
     DEFECT_NAME_RULE,
     LabelledSet,
     Sample,
     is_defect_name,
-    load_labelled_set,
     stratified_split,
 )
 from models.data.sources import open_source
@@ -19,7 +21,9 @@ from models.data.tensors import (
 )
 
 __all__ = [
+    "DEFAULT_MASK_TILE",
     "DEFECT_NAME_RULE",
+    "MASK_TILE_RULE",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "LabelledSet",

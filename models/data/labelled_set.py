@@ -1,97 +1,22 @@
-"""Load a labelled tile set: read, skip corrupt images, drop duplicates, split 3:1:1."""
+"""Load a labelled set in any layout: read, skip corrupt images, drop duplicates, split 3:1:1."""
 
 from __future__ import annotations
 
 import hashlib
-import re
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from models.data.layouts import SPLITS, Entry, list_entries
+from models.data.mask_set import DEFAULT_MASK_TILE, load_masks_set
+from models.data.masks import is_masks_layout
+from models.data.sets import (
+    DEFECT_NAME_RULE,
+    LabelledSet,
+    Sample,
+    is_defect_name,
+    stratified_split,
+)
 from models.data.sources import FileSource, open_source
 from models.imageio import ImageDecodeError, decode_rgb
-
-# The stated naming rule for defect classes, used when none are given explicitly.
-DEFECT_NAME_RULE = (
-    "a class is a defect when its lower-cased name is 'positive', 'defect' or 'defective', "
-    "or contains 'crack' without starting with 'no', 'non' or 'un'"
-)
-
-
-def is_defect_name(name: str) -> bool:
-    """Apply DEFECT_NAME_RULE to one class name."""
-    low = re.sub(r"[^a-z]", "", name.lower())
-    if low in ("positive", "defect", "defective"):
-        return True
-    return "crack" in low and not low.startswith(("no", "non", "un"))
-
-
-@dataclass(frozen=True)
-class Sample:
-    name: str  # path inside the source
-    label: int
-
-
-@dataclass
-class LabelledSet:
-    """A labelled tile set, split into train / val / test."""
-
-    source: FileSource
-    layout: str
-    classes: list[str]
-    defect_classes: list[str]
-    splits: dict[str, list[Sample]]
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (name, reason)
-    duplicates_removed: int = 0
-    split_given: bool = False
-
-    def counts(self) -> dict[str, dict[str, int]]:
-        """Images per class in each split."""
-        return {
-            split: {c: sum(1 for s in samples if s.label == i) for i, c in enumerate(self.classes)}
-            for split, samples in self.splits.items()
-        }
-
-    def summary(self) -> dict[str, object]:
-        return {
-            "source": self.source.location,
-            "layout": self.layout,
-            "classes": self.classes,
-            "defect_classes": self.defect_classes,
-            "counts": self.counts(),
-            "skipped": len(self.skipped),
-            "skipped_examples": [f"{n}: {r}" for n, r in self.skipped[:10]],
-            "duplicates_removed": self.duplicates_removed,
-            "split_given": self.split_given,
-        }
-
-
-def stratified_split(
-    labels: list[int], seed: int, ratios: tuple[int, int, int] = (3, 1, 1)
-) -> dict[str, list[int]]:
-    """Deterministic, seeded, stratified split of indices into train / val / test.
-
-    Each class is shuffled with torch.Generator(seed + class index) and cut by the ratios.
-    """
-    out: dict[str, list[int]] = {s: [] for s in SPLITS}
-    total = sum(ratios)
-    for c in sorted(set(labels)):
-        idx = [i for i, y in enumerate(labels) if y == c]
-        order = torch.randperm(len(idx), generator=torch.Generator().manual_seed(seed + c)).tolist()
-        shuffled = [idx[i] for i in order]
-        n = len(shuffled)
-        n_val = round(n * ratios[1] / total)
-        n_test = round(n * ratios[2] / total)
-        if n >= 3:  # every split gets at least one tile of every class
-            n_val, n_test = max(1, n_val), max(1, n_test)
-        n_train = n - n_val - n_test
-        out["train"] += shuffled[:n_train]
-        out["val"] += shuffled[n_train : n_train + n_val]
-        out["test"] += shuffled[n_train + n_val :]
-    return {s: sorted(v) for s, v in out.items()}
 
 
 def load_labelled_set(
@@ -100,6 +25,7 @@ def load_labelled_set(
     classes: list[str] | None = None,
     seed: int = 0,
     verify_images: bool = True,
+    mask_tile: int = DEFAULT_MASK_TILE,
 ) -> LabelledSet:
     """Read a labelled set from a folder or a .zip in any supported layout.
 
@@ -110,11 +36,14 @@ def load_labelled_set(
             a set whose classes differ is an error.
         seed: the seed of the stratified 3:1:1 split when none is given.
         verify_images: decode every image once so corrupt ones are skipped and counted.
+        mask_tile: the masks layout's tile side in photo pixels (stride: half of it).
 
     Raises:
         ValueError: empty set, a single class, unknown defect classes, class mismatch.
     """
     source = open_source(path)
+    if is_masks_layout(source.names()):
+        return load_masks_set(source, mask_tile, seed, verify_images)
     listing = list_entries(source)
     found = sorted({e.label for e in listing.entries})
     if classes is not None:
@@ -199,7 +128,3 @@ def _defect_classes(classes: list[str], explicit: list[str] | None) -> list[str]
             f"every class {classes} is a defect by the naming rule; name them explicitly"
         )
     return defects
-
-
-def class_counts(samples: list[Sample], classes: list[str]) -> Counter[str]:
-    return Counter(classes[s.label] for s in samples)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from models.data.labelled_set import Sample
+from models.data.sets import Sample
 from models.data.sources import FileSource
 from models.imageio import decode_rgb
 
@@ -19,26 +19,53 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 def load_tile(data: bytes, size: int) -> torch.Tensor:
     """Decode and resize one tile to (3, size, size) uint8."""
-    image = decode_rgb(data)
+    return _to_tensor(decode_rgb(data), size)
+
+
+def _to_tensor(image: Image.Image, size: int) -> torch.Tensor:
     if image.size != (size, size):
         image = image.resize((size, size), Image.Resampling.BILINEAR)
     return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)
 
 
+def load_sample_tiles(data: bytes, samples: list[Sample], size: int) -> list[torch.Tensor]:
+    """The tiles of samples that share one file: decoded once, then cropped and resized.
+
+    Whole-image samples are EXIF-oriented; boxes are cut from the photo as stored,
+    the orientation its mask was drawn in.
+    """
+    boxed = samples[0].box is not None
+    image = decode_rgb(data, apply_exif=not boxed)
+    if not boxed:
+        return [_to_tensor(image, size) for _ in samples]
+    out = []
+    for sample in samples:
+        assert sample.box is not None
+        x, y, w, h = sample.box
+        out.append(_to_tensor(image.crop((x, y, x + w, y + h)), size))
+    return out
+
+
 def load_tiles(
     source: FileSource, samples: list[Sample], size: int, threads: int = 2
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decode every sample once: (N, 3, size, size) uint8 images and (N,) int64 labels.
+    """Decode every file once: (N, 3, size, size) uint8 images and (N,) int64 labels.
 
     The set was verified when loaded, so decoding here does not fail on corrupt files.
     """
     images = torch.empty(len(samples), 3, size, size, dtype=torch.uint8)
+    by_file: dict[str, list[int]] = {}
+    for i, sample in enumerate(samples):
+        by_file.setdefault(sample.name, []).append(i)
 
-    def fill(i: int) -> None:
-        images[i] = load_tile(source.read(samples[i].name), size)
+    def fill(indices: list[int]) -> None:
+        group = [samples[i] for i in indices]
+        tiles = load_sample_tiles(source.read(group[0].name), group, size)
+        for i, tile in zip(indices, tiles, strict=True):
+            images[i] = tile
 
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        list(pool.map(fill, range(len(samples))))
+        list(pool.map(fill, by_file.values()))
     labels = torch.tensor([s.label for s in samples], dtype=torch.int64)
     return images, labels
 

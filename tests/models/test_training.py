@@ -52,11 +52,11 @@ def test_every_loss_trains_and_records_metrics(tiny_set, loss):
         "confusion",
     } <= set(test)
     assert result.checkpoint.config["loss"] == loss
-    has_estimator = loss in ("isda", "gm", "igmsda")
+    has_estimator = loss in ("isda", "gm", "igmsda", "igmsda-exact")
     assert (result.checkpoint.estimator_state is not None) == has_estimator
 
 
-@pytest.mark.parametrize("loss", ["igmsda", "gm"])
+@pytest.mark.parametrize("loss", ["igmsda", "igmsda-exact", "gm"])
 def test_resuming_gives_the_same_result_as_not_stopping(tiny_set, loss):
     data = load_labelled_set(tiny_set)
     config = tiny_config(loss=loss, epochs=3, gm_samples=4)

@@ -1,0 +1,103 @@
+"""Load a masks-layout set (photos with pixel masks) as labelled tiles, split by photo."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+
+from models.data.layouts import SPLITS
+from models.data.masks import (
+    MASK_CLASSES,
+    Photo,
+    label_tiles,
+    list_photos,
+    photo_size,
+    read_mask,
+)
+from models.data.sets import LabelledSet, Sample, stratified_split
+from models.data.sources import FileSource
+from models.imageio import ImageDecodeError
+
+DEFAULT_MASK_TILE = 64
+
+
+def load_masks_set(
+    source: FileSource, tile: int = DEFAULT_MASK_TILE, seed: int = 0, verify: bool = True
+) -> LabelledSet:
+    """Cut every paired photo into labelled tiles; split the photos, not the tiles.
+
+    Without given splits, photos are split 3:1:1, seeded and stratified by whether
+    a photo holds any crack tile, so crack-free photos reach every split too.
+
+    Raises:
+        ValueError: bad tile size, no usable photo, or no tile of one of the classes.
+    """
+    if int(tile) != tile or tile < 8:
+        raise ValueError(f"mask tile must be a whole number of pixels >= 8, got {tile!r}")
+    listing = list_photos(source.names())
+    skipped = [(name, "no matching image or mask") for name in listing.unpaired]
+    counts: Counter[str] = Counter()
+    per_photo: list[tuple[Photo, list[Sample]]] = []
+    seen: set[str] = set()
+    duplicates = 0
+    for photo in listing.photos:
+        try:
+            digest = hashlib.sha256(source.read(photo.image)).hexdigest()
+            if digest in seen:
+                duplicates += 1
+                continue
+            mask = read_mask(source, photo.mask)
+            width, height = photo_size(source, photo.image, verify)
+        except (OSError, KeyError, ImageDecodeError) as exc:
+            skipped.append((photo.image, f"unreadable photo or mask: {exc}"))
+            continue
+        if (width, height) != (mask.shape[1], mask.shape[0]):
+            skipped.append(
+                (
+                    photo.image,
+                    f"photo is {width}x{height} but its mask is {mask.shape[1]}x{mask.shape[0]}",
+                )
+            )
+            continue
+        seen.add(digest)
+        tiles, photo_counts = label_tiles(mask, tile)
+        counts.update(photo_counts)
+        side = (min(tile, width), min(tile, height))
+        per_photo.append((photo, [Sample(photo.image, lab, (x, y, *side)) for x, y, lab in tiles]))
+    if not per_photo:
+        raise ValueError(
+            f"{source.location} has no usable photo with a mask ({len(skipped)} skipped)"
+        )
+    present = {s.label for _, samples in per_photo for s in samples}
+    if present != {0, 1}:
+        missing = [MASK_CLASSES[c] for c in (0, 1) if c not in present]
+        raise ValueError(f"{source.location}: no tile is {missing[0]} at {tile} px tiles")
+    splits, given = _split_photos(per_photo, seed)
+    return LabelledSet(
+        source,
+        "masks",
+        list(MASK_CLASSES),
+        [MASK_CLASSES[0]],
+        splits,
+        skipped,
+        duplicates,
+        given,
+        tile_px=int(tile),
+        tile_counts={k: int(counts[k]) for k in ("crack", "no_crack", "left_out")},
+    )
+
+
+def _split_photos(
+    per_photo: list[tuple[Photo, list[Sample]]], seed: int
+) -> tuple[dict[str, list[Sample]], bool]:
+    """Every tile of a photo goes to its photo's split: the given one, or a seeded 3:1:1."""
+    given = any(photo.split is not None for photo, _ in per_photo)
+    if given:
+        names = {s: [i for i, (p, _) in enumerate(per_photo) if p.split == s] for s in SPLITS}
+        if not names["train"]:
+            raise ValueError("the set gives splits but no photo is in train/")
+    else:
+        has_crack = [int(any(t.label == 0 for t in tiles)) for _, tiles in per_photo]
+        names = stratified_split(has_crack, seed)
+    splits = {s: [t for i in names[s] for t in per_photo[i][1]] for s in SPLITS}
+    return splits, given

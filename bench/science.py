@@ -105,6 +105,7 @@ class RunSpec:
             alpha0=self.alpha0,
             lam0=self.lam0,
             num_workers=1,
+            augment="flip",  # the paper's recipe, as the recorded study ran
             **LOSSES[self.loss],  # type: ignore[arg-type]
         )
 

@@ -52,7 +52,7 @@ def interleaved_rates(
     def train_steps() -> None:
         batches = itertools.islice(
             epoch_batches(
-                images, labels, config.batch_size, torch.Generator().manual_seed(0), True
+                images, labels, config.batch_size, torch.Generator().manual_seed(0), config.augment
             ),
             steps,
         )
@@ -105,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         lr=args.lr,
         seed=args.seed,
         device="cpu",
+        augment="flip",  # the recipe its recorded figures used
     )
     data = load_labelled_set(args.data, seed=args.seed)
     print(

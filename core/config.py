@@ -41,7 +41,12 @@ class Settings(BaseSettings):
     inspection_wait_s: float = Field(20.0, description="how long POST waits before answering 202")
     inference_device: str = Field("auto", description="auto, cpu or cuda[:N]")
     inference_batch_size: int = Field(32, description="tiles per forward pass")
-    default_threshold: float = Field(0.5, description="defect probability threshold")
+    default_threshold: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="defect probability threshold; unset: each model's operating threshold",
+    )
     blob_chunk_bytes: int = Field(1 << 20, description="chunk size of stored files")
     job_max_attempts: int = Field(3, description="a training job is failed after this many starts")
     job_lease_s: float = Field(120.0, description="a running job whose heartbeat is older is stale")

@@ -75,6 +75,9 @@ class Dataset(Base):
     counts: Mapped[dict[str, Any]] = mapped_column(JSON)
     skipped: Mapped[dict[str, Any]] = mapped_column(JSON)
     duplicates_removed: Mapped[int] = mapped_column(Integer, default=0)
+    # Masks layout: the tile side in photo pixels, and the tile rule's counts and photos.
+    tile_px: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, index=True
     )
@@ -111,6 +114,8 @@ class TrainingJob(Base):
     dataset_id: Mapped[str | None] = mapped_column(
         ForeignKey("datasets.id", ondelete="SET NULL"), nullable=True, index=True
     )
+    # Every set the job trains on, in order (dataset_id is the first, kept for its foreign key).
+    dataset_ids: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
     base_model_id: Mapped[str | None] = mapped_column(ForeignKey("models.id"), nullable=True)
     status: Mapped[str] = mapped_column(String(20), default="queued", index=True)
     config: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -4,6 +4,8 @@ A checkpoint is a dict of plain values and tensors (no pickled code):
   format, format_version, backbone, classes, defect_classes, input_size, mean, std,
   temperature, model_state, estimator_state, config, metrics, history,
   training_state (for resuming: optimizer, epoch, RNG, best weights; None when final),
+  threshold (the operating defect threshold chosen on validation, or None: 0.5),
+  tile_px (the tile side in photo pixels of a model trained on masks, or None),
   content_hash: sha256 of the weights and of everything inference depends on.
 """
 
@@ -21,6 +23,7 @@ from typing import IO, Any
 import torch
 
 from models.backbones import Classifier, build_classifier
+from models.threshold import DEFAULT_THRESHOLD
 
 FORMAT = "crackscan.checkpoint"
 FORMAT_VERSION = 1
@@ -46,6 +49,13 @@ class Checkpoint:
     history: list[dict[str, Any]] = field(default_factory=list)
     training_state: dict[str, Any] | None = None
     content_hash: str = ""
+    threshold: float | None = None  # the operating defect threshold, chosen on validation
+    tile_px: int | None = None  # the tile side in photo pixels it was trained on (masks sets)
+
+    @property
+    def operating_threshold(self) -> float:
+        """The defect threshold maps use by default: the chosen one, else 0.5."""
+        return DEFAULT_THRESHOLD if self.threshold is None else float(self.threshold)
 
     def compute_hash(self) -> str:
         """sha256 over the weights and the inference metadata (not metrics or history)."""
@@ -59,6 +69,11 @@ class Checkpoint:
             "std": [float(v) for v in self.std],
             "temperature": float(self.temperature),
         }
+        # Added in later versions: hashed only when set, so older checkpoints keep their hash.
+        if self.threshold is not None:
+            meta["threshold"] = float(self.threshold)
+        if self.tile_px is not None:
+            meta["tile_px"] = int(self.tile_px)
         digest.update(json.dumps(meta, sort_keys=True).encode())
         for key in sorted(self.model_state):
             tensor = self.model_state[key].detach().cpu().contiguous()
@@ -88,6 +103,8 @@ class Checkpoint:
             "history": self.history,
             "training_state": self.training_state,
             "content_hash": self.content_hash,
+            "threshold": None if self.threshold is None else float(self.threshold),
+            "tile_px": None if self.tile_px is None else int(self.tile_px),
         }
 
     def build_model(self, device: torch.device | str = "cpu") -> Classifier:
@@ -152,6 +169,8 @@ def load_checkpoint(source: str | Path | bytes | IO[bytes], verify: bool = True)
             history=payload.get("history") or [],
             training_state=payload.get("training_state"),
             content_hash=payload.get("content_hash", ""),
+            threshold=None if payload.get("threshold") is None else float(payload["threshold"]),
+            tile_px=None if payload.get("tile_px") is None else int(payload["tile_px"]),
         )
     except (KeyError, TypeError) as exc:
         raise CheckpointError(f"{name} is a damaged crackscan checkpoint: missing {exc}") from exc

@@ -35,7 +35,7 @@ class Claim:
     owner: str
     attempts: int
     config: dict[str, Any]
-    dataset_id: str | None
+    dataset_ids: list[str]
     base_model_id: str | None
     last_checkpoint_blob_id: str | None
 
@@ -82,7 +82,7 @@ def claim(settings: Settings, job_id: str, owner: str) -> Claim | str:
             owner,
             row.attempts,
             dict(row.config),
-            row.dataset_id,
+            list(row.dataset_ids or ([row.dataset_id] if row.dataset_id else [])),
             row.base_model_id,
             row.last_checkpoint_blob_id,
         )
@@ -108,12 +108,13 @@ def fetch_blob(settings: Settings, blob_id: str, folder: Path, name: str) -> Pat
     return path
 
 
-def dataset_info(settings: Settings, dataset_id: str | None) -> tuple[str, list[str]]:
+def dataset_info(settings: Settings, dataset_id: str) -> tuple[str, list[str], int | None]:
+    """(blob id, defect classes, masks tile side or None) of a stored set."""
     with transaction(settings.db_url) as session:
-        row = session.get(Dataset, dataset_id) if dataset_id else None
+        row = session.get(Dataset, dataset_id)
         if row is None:
             raise LookupError(f"dataset {dataset_id} no longer exists")
-        return row.blob_id, list(row.defect_classes)
+        return row.blob_id, list(row.defect_classes), row.tile_px
 
 
 def model_blob(settings: Settings, model_id: str) -> str:

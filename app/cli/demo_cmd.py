@@ -160,6 +160,7 @@ def _demo(
                 "dataset_id": dataset["id"],
                 "backbone": "resnet18",
                 "loss": DEFAULT_LOSS,
+                "augment": "flip",  # synthetic tiles: survey changes are not what varies
                 "epochs": epochs,
                 "image_size": 48,
                 "batch_size": 32,

@@ -16,12 +16,23 @@ def register(sub: Any) -> None:
     p.add_argument("images", type=Path, nargs="+", help="JPEG, PNG or TIFF files")
     p.add_argument("--model", type=Path, required=True, help="a crackscan checkpoint")
     p.add_argument(
-        "--tile", type=int, default=None, help="tile size in px (default: the model's input)"
+        "--tile",
+        type=int,
+        default=None,
+        help="tile size in px (default: the model's training tile, else its input size)",
     )
     p.add_argument(
-        "--stride", type=int, default=None, help="step between tiles (default: the tile)"
+        "--stride",
+        type=int,
+        default=None,
+        help="step between tiles (default: tile/2 for a model trained on masks, else the tile)",
     )
-    p.add_argument("--threshold", type=float, default=0.5, help="defect probability threshold")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="defect probability threshold (default: the model's operating threshold)",
+    )
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default="auto")
     p.add_argument("--max-pixels", type=int, default=250_000_000)

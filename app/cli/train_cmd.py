@@ -10,12 +10,22 @@ from typing import Any
 
 from app.cli.progress import TrainingBar
 from models.backbones import BACKBONES
+from models.data.augment import AUGMENTS
+from models.data.mask_set import DEFAULT_MASK_TILE
 from models.training.config import DEFAULT_LOSS, LOSSES
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("train", help="train (or fine-tune with --init) a crack classifier")
-    p.add_argument("data", type=Path, help="labelled set: folder or .zip")
+    p.add_argument(
+        "data", type=Path, nargs="+", help="labelled sets (folders or .zips), trained as one"
+    )
+    p.add_argument(
+        "--mask-tile",
+        type=int,
+        default=DEFAULT_MASK_TILE,
+        help="masks layout: tile side in photo pixels, cut at stride tile/2",
+    )
     p.add_argument("--backbone", default="resnet18", choices=BACKBONES)
     p.add_argument("--loss", default=DEFAULT_LOSS, choices=LOSSES)
     p.add_argument("--epochs", type=int, default=150)
@@ -35,6 +45,18 @@ def register(sub: Any) -> None:
     p.add_argument("--gm-samples", type=int, default=100, help="samples S of the explicit GM loss")
     p.add_argument("--weights", default=None, help="'imagenet' or a torchvision weights file")
     p.add_argument("--defect-classes", nargs="+", default=None, help="class names that are defects")
+    p.add_argument(
+        "--target-precision",
+        type=float,
+        default=None,
+        help="operating threshold: the lowest reaching this val precision (default: best F1)",
+    )
+    p.add_argument(
+        "--augment",
+        default="survey",
+        choices=AUGMENTS,
+        help="none, flip (the paper's) or survey: rotations, flips, scale, colour, blur, JPEG",
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", type=Path, default=None, help="fine-tune from this checkpoint")
@@ -46,7 +68,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-    from models.data import load_labelled_set
+    from models.data import load_labelled_sets
     from models.training import TrainConfig, fit
 
     base = load_checkpoint(args.init) if args.init else None
@@ -66,15 +88,19 @@ def run(args: argparse.Namespace) -> int:
         weights=args.weights,
         device=args.device,
         seed=args.seed,
+        target_precision=args.target_precision,
+        augment=args.augment,
     )
     known = base or resume
-    data = load_labelled_set(
+    data = load_labelled_sets(
         args.data,
         defect_classes=args.defect_classes or (known.defect_classes if known else None),
         classes=known.classes if known else None,
         seed=args.seed,
+        mask_tile=args.mask_tile,
     )
-    print(_describe(data.summary()), file=sys.stderr)
+    for part in data.parts or [data.summary()]:
+        print(_describe(part), file=sys.stderr)
     partial = args.out.with_name(args.out.name + ".partial")
     bar = TrainingBar(config.epochs)
 
@@ -88,10 +114,14 @@ def run(args: argparse.Namespace) -> int:
     digest = save_checkpoint(result.checkpoint, args.out)
     partial.unlink(missing_ok=True)
     test = result.metrics["test"]
+    found = test["detection"]
     print(
         f"wrote {args.out} (sha256 {digest[:12]}): test macro F {test['macro_f1']:.4f}, "
         f"accuracy {test['accuracy']:.4f}, ECE {test['ece']:.4f} -> {test['ece_calibrated']:.4f} "
-        f"at T={test['temperature']:.3f}"
+        f"at T={test['temperature']:.3f}; operating threshold {found['threshold']:.3f} "
+        f"({result.metrics['operating_point']['rule']}): defect P {found['precision']:.3f}, "
+        f"R {found['recall']:.3f}, F1 {found['f1']:.3f}, "
+        f"false alarms {100 * found['false_alarm_rate']:.1f}%"
     )
     if args.metrics_out:
         args.metrics_out.parent.mkdir(parents=True, exist_ok=True)
@@ -106,8 +136,15 @@ def _describe(summary: dict[str, Any]) -> str:
         f"{split}: " + "/".join(f"{n}" for n in per.values())
         for split, per in summary["counts"].items()
     )
+    tiles = ""
+    if "tiles" in summary:
+        t, photos = summary["tiles"], summary["photos"]
+        tiles = (
+            f"; {sum(photos.values())} photos cut into {summary['tile_px']}-px tiles: "
+            f"{t['crack']} crack, {t['no_crack']} no crack, {t['left_out']} left out"
+        )
     return (
         f"{summary['source']}: {summary['layout']} layout, classes {summary['classes']} "
         f"(defects {summary['defect_classes']}), {counts}; skipped {summary['skipped']} unreadable, "
-        f"removed {summary['duplicates_removed']} duplicates"
+        f"removed {summary['duplicates_removed']} duplicates{tiles}"
     )

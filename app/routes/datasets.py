@@ -17,16 +17,16 @@ from app.services.uploads import spooled
 from core.blobs import delete_blob, store_file
 from core.errors import Conflict, Unprocessable
 from core.tables import Dataset, TrainingJob
-from models.data import LabelledSet, load_labelled_set
+from models.data import DEFAULT_MASK_TILE, LabelledSet, load_labelled_set
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
 
-def validate_zip(path: str, defect_classes: list[str] | None) -> LabelledSet:
+def validate_zip(path: str, defect_classes: list[str] | None, mask_tile: int) -> LabelledSet:
     if not zipfile.is_zipfile(path):
         raise Unprocessable("the dataset must be a .zip file", field="file")
     try:
-        return load_labelled_set(path, defect_classes=defect_classes)
+        return load_labelled_set(path, defect_classes=defect_classes, mask_tile=mask_tile)
     except ValueError as exc:
         raise Unprocessable(str(exc), field="file") from exc
 
@@ -40,12 +40,16 @@ async def create_dataset(
     defect_classes: Annotated[
         str | None, Form(description="comma-separated defect class names")
     ] = None,
+    mask_tile: Annotated[
+        int,
+        Form(ge=8, le=1024, description="photos with masks: tile side in pixels (stride: half)"),
+    ] = DEFAULT_MASK_TILE,
 ) -> DatasetRead:
     async with spooled(file, settings.max_upload_mb << 20, "dataset.zip") as path:
         defects = (
             [c.strip() for c in defect_classes.split(",") if c.strip()] if defect_classes else None
         )
-        data = await asyncio.to_thread(validate_zip, str(path), defects)
+        data = await asyncio.to_thread(validate_zip, str(path), defects, mask_tile)
         summary = data.summary()
         with request.app.state.sessions.begin() as session:
             blob = store_file(session, path, settings.blob_chunk_bytes, "application/zip")
@@ -58,6 +62,10 @@ async def create_dataset(
                 counts=data.counts(),
                 skipped={"count": len(data.skipped), "examples": summary["skipped_examples"]},
                 duplicates_removed=data.duplicates_removed,
+                tile_px=data.tile_px,
+                details=None
+                if data.tile_px is None
+                else {k: summary[k] for k in ("tile_rule", "tiles", "photos")},
             )
             session.add(row)
             session.flush()
@@ -86,10 +94,18 @@ def get_dataset(dataset_id: str, session: SessionDep) -> DatasetRead:
 @router.delete("/{dataset_id}", status_code=204, dependencies=[TrainScope])
 def delete_dataset(dataset_id: str, session: SessionDep) -> Response:
     row = get_or_404(session, Dataset, dataset_id, "dataset")
-    busy = session.scalar(
-        select(TrainingJob.id).where(
-            TrainingJob.dataset_id == dataset_id, TrainingJob.status.in_(("queued", "running"))
+    active = session.execute(
+        select(TrainingJob.id, TrainingJob.dataset_id, TrainingJob.dataset_ids).where(
+            TrainingJob.status.in_(("queued", "running"))
         )
+    ).all()  # unfinished jobs: few, bounded by the workers and the queue
+    busy = next(
+        (
+            job_id
+            for job_id, first, ids in active
+            if dataset_id == first or dataset_id in (ids or [])
+        ),
+        None,
     )
     if busy:
         raise Conflict(

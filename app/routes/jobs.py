@@ -14,6 +14,7 @@ from app.routes.common import get_or_404, paginate
 from app.schemas.api import EpochRead, JobCreate, JobRead, Page
 from core.errors import Conflict, Unprocessable
 from core.tables import Dataset, EpochMetric, NetworkModel, TrainingJob, utcnow
+from models.data.merge import reconcile_classes
 from models.training import TrainConfig
 
 router = APIRouter(prefix="/v1/jobs", tags=["training jobs"])
@@ -32,25 +33,34 @@ def job_read(session: object, row: TrainingJob, with_epochs: bool = True) -> Job
 @router.post("", status_code=202, dependencies=[TrainScope], response_model=JobRead)
 def create_job(body: JobCreate, request: Request) -> JSONResponse:
     with request.app.state.sessions.begin() as session:
-        dataset = get_or_404(session, Dataset, body.dataset_id, "dataset")
+        datasets = [get_or_404(session, Dataset, i, "dataset") for i in body.sets()]
+        try:
+            classes, _, _ = reconcile_classes(
+                [(d.id, list(d.classes), list(d.defect_classes)) for d in datasets]
+            )
+        except ValueError as exc:
+            raise Unprocessable(str(exc), field="dataset_ids") from exc
         if body.base_model_id:
             base = get_or_404(session, NetworkModel, body.base_model_id, "model")
-            if list(base.classes) != list(dataset.classes):
+            if sorted(base.classes) != sorted(classes):
                 raise Unprocessable(
-                    f"model {base.id} knows classes {base.classes}, the dataset has {dataset.classes}",
+                    f"model {base.id} knows classes {base.classes}, the data has {classes}",
                     field="base_model_id",
                 )
             if base.backbone != body.backbone:
                 raise Unprocessable(
                     f"model {base.id} is a {base.backbone}, not a {body.backbone}", field="backbone"
                 )
-        fields = body.model_dump(exclude={"dataset_id", "base_model_id", "auto_activate"})
+        fields = body.model_dump(
+            exclude={"dataset_id", "dataset_ids", "base_model_id", "auto_activate"}
+        )
         try:
             config = TrainConfig(**fields)
         except ValueError as exc:
             raise Unprocessable(str(exc)) from exc
         job = TrainingJob(
-            dataset_id=dataset.id,
+            dataset_id=datasets[0].id,
+            dataset_ids=[d.id for d in datasets],
             base_model_id=body.base_model_id,
             config=config.to_dict(),
             auto_activate=body.auto_activate,

@@ -5,12 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
 from models.backbones import BACKBONES
+from models.data.augment import AUGMENTS
+from models.threshold import DEFAULT_THRESHOLD
 from models.training.config import DEFAULT_LOSS, LOSSES
 
 T = TypeVar("T")
+MAX_SETS_PER_JOB = 8
 
 
 class Page(BaseModel, Generic[T]):
@@ -46,12 +49,22 @@ class DatasetRead(BaseModel):
     counts: dict[str, Any]
     skipped: dict[str, Any]
     duplicates_removed: int
+    tile_px: int | None = Field(None, description="masks layout: tile side in photo pixels")
+    details: dict[str, Any] | None = Field(
+        None, description="masks layout: the tile rule, its counts and the photos per split"
+    )
     created_at: datetime
 
 
 class JobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    dataset_id: str
+    dataset_id: str | None = Field(None, description="one labelled set (or use dataset_ids)")
+    dataset_ids: list[str] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_SETS_PER_JOB,
+        description="several labelled sets trained as one; each keeps its own split",
+    )
     backbone: Literal[BACKBONES]  # type: ignore[valid-type]
     loss: Literal[LOSSES] = DEFAULT_LOSS  # type: ignore[valid-type]
     epochs: int = Field(ge=1, le=1000)
@@ -69,9 +82,26 @@ class JobCreate(BaseModel):
     diagonal_cov: bool = False
     seed: int = 0
     weights: Literal["imagenet"] | None = None
+    augment: Literal[AUGMENTS] = "survey"  # type: ignore[valid-type]
+    target_precision: float | None = Field(
+        None, gt=0, le=1, description="operating threshold: lowest reaching this val precision"
+    )
     auto_activate: bool = Field(
         False, description="activate the result if its val F beats the active model's"
     )
+
+    @model_validator(mode="after")
+    def one_way_to_name_the_sets(self) -> JobCreate:
+        if (self.dataset_id is None) == (self.dataset_ids is None):
+            raise ValueError("give either dataset_id or dataset_ids")
+        ids = self.sets()
+        if len(set(ids)) != len(ids):
+            raise ValueError("dataset_ids names a set twice")
+        return self
+
+    def sets(self) -> list[str]:
+        """The ids of the sets to train on, in order."""
+        return list(self.dataset_ids or ([self.dataset_id] if self.dataset_id else []))
 
 
 class EpochRead(BaseModel):
@@ -85,7 +115,8 @@ class EpochRead(BaseModel):
 class JobRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: str
-    dataset_id: str
+    dataset_id: str | None = Field(description="the first set; null once it is deleted")
+    dataset_ids: list[str] | None = Field(description="every set the job trains on")
     base_model_id: str | None
     status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
     config: dict[str, Any]
@@ -120,3 +151,17 @@ class ModelRead(BaseModel):
     source_job_id: str | None
     parent_model_id: str | None
     created_at: datetime
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def operating_threshold(self) -> float:
+        """The defect threshold its maps use unless a request sets one (chosen on val)."""
+        point = self.metrics.get("operating_point") or {}
+        return float(point.get("threshold", DEFAULT_THRESHOLD))
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def tile_px(self) -> int | None:
+        """The tile side in photo pixels it was trained on (masks sets): its default tile."""
+        value = (self.metrics.get("data") or {}).get("tile_px")
+        return None if value is None else int(value)

@@ -3,6 +3,7 @@
 from models.data.labelled_set import load_labelled_set
 from models.data.mask_set import DEFAULT_MASK_TILE
 from models.data.masks import MASK_TILE_RULE
+from models.data.merge import load_labelled_sets, merge_sets
 from models.data.sets import (
     DEFECT_NAME_RULE,
     LabelledSet,
@@ -31,6 +32,8 @@ __all__ = [
     "epoch_batches",
     "is_defect_name",
     "load_labelled_set",
+    "load_labelled_sets",
+    "merge_sets",
     "load_tile",
     "load_tiles",
     "normalise",

@@ -26,6 +26,7 @@ def load_labelled_set(
     seed: int = 0,
     verify_images: bool = True,
     mask_tile: int = DEFAULT_MASK_TILE,
+    partial: bool = False,
 ) -> LabelledSet:
     """Read a labelled set from a folder or a .zip in any supported layout.
 
@@ -37,6 +38,8 @@ def load_labelled_set(
         seed: the seed of the stratified 3:1:1 split when none is given.
         verify_images: decode every image once so corrupt ones are skipped and counted.
         mask_tile: the masks layout's tile side in photo pixels (stride: half of it).
+        partial: defect_classes may name classes this set lacks; when it names none of
+            its classes, the naming rule decides (one of several sets being merged).
 
     Raises:
         ValueError: empty set, a single class, unknown defect classes, class mismatch.
@@ -59,6 +62,8 @@ def load_labelled_set(
             f"{source.location} has a single class {present}: need at least two to train"
         )
     class_list = found if classes is not None else present
+    if partial and defect_classes is not None:
+        defect_classes = [c for c in defect_classes if c in class_list] or None
     defects = _defect_classes(class_list, defect_classes)
     index = {c: i for i, c in enumerate(class_list)}
     samples = [Sample(e.name, index[e.label]) for e in entries]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -49,6 +49,7 @@ class LabelledSet:
     split_given: bool = False
     tile_px: int | None = None  # masks layout: the tile side in photo pixels
     tile_counts: dict[str, int] = field(default_factory=dict)  # masks layout: per rule outcome
+    parts: list[dict[str, object]] = field(default_factory=list)  # merged sets: each one's summary
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Images per class in each split."""
@@ -78,7 +79,21 @@ class LabelledSet:
                 if self.tile_px is not None
                 else {}
             ),
+            **({"sets": self.parts} if self.parts else {}),
         }
+
+    def in_class_order(self, classes: list[str]) -> LabelledSet:
+        """The same set with its classes in the given order (a fine-tuned model's)."""
+        if sorted(classes) != sorted(self.classes):
+            raise ValueError(f"the set's classes {self.classes} differ from the expected {classes}")
+        if list(classes) == self.classes:
+            return self
+        new = [classes.index(c) for c in self.classes]
+        splits = {
+            split: [Sample(x.name, new[x.label], x.box) for x in samples]
+            for split, samples in self.splits.items()
+        }
+        return replace(self, classes=list(classes), splits=splits)
 
     def photo_counts(self) -> dict[str, int]:
         """Distinct photos in each split (a masks set's split is by photo)."""

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from models.data.augment import check_augment, survey_augment
 from models.data.sets import Sample
 from models.data.sources import FileSource
 from models.imageio import decode_rgb
@@ -82,21 +83,27 @@ def epoch_batches(
     labels: torch.Tensor,
     batch_size: int,
     generator: torch.Generator,
-    hflip: bool,
+    augment: str,
     drop_last: bool = True,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Shuffled batches for one epoch, with random horizontal flips, all from `generator`.
+    """Shuffled, augmented batches for one epoch, every random draw from `generator`.
 
-    The order and the flips depend only on the generator's seed, so an epoch is
-    reproduced exactly when training resumes.
+    The order and the augmentations (models.data.augment: none, flip or survey) depend
+    only on the generator's seed, so an epoch is reproduced exactly when training resumes.
     """
+    check_augment(augment)
     n = images.shape[0]
     order = torch.randperm(n, generator=generator)
-    flips = torch.rand(n, generator=generator) < 0.5 if hflip else torch.zeros(n, dtype=torch.bool)
+    if augment == "flip":
+        flips = torch.rand(n, generator=generator) < 0.5
+    else:
+        flips = torch.zeros(n, dtype=torch.bool)
     stop = n - n % batch_size if drop_last and n >= batch_size else n
     for start in range(0, stop, batch_size):
         idx = order[start : start + batch_size]
         batch = images[idx]
+        if augment == "survey":
+            batch = survey_augment(batch, generator)
         flip = flips[idx]
         if bool(flip.any()):
             batch[flip] = batch[flip].flip(-1)

@@ -31,14 +31,14 @@ class InferenceConfig:
     device: str = "auto"
     batch_size: int = 32
     max_pixels: int = DEFAULT_MAX_PIXELS
-    threshold: float = 0.5
+    threshold: float | None = None  # None: the checkpoint's operating threshold
     amp: bool = True  # bf16/fp16 autocast on CUDA
     prefetch: bool | None = None  # prepare the next batch in a thread; default: on CUDA only
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if not 0.0 <= self.threshold <= 1.0:
+        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold must lie in [0, 1], got {self.threshold}")
 
 
@@ -66,6 +66,8 @@ class Predictor:
             "defect_classes": list(self.checkpoint.defect_classes),
             "input_size": self.checkpoint.input_size,
             "temperature": self.temperature,
+            "operating_threshold": self.checkpoint.operating_threshold,
+            "tile_px": self.checkpoint.tile_px,
             "loss": cfg.get("loss"),
             "device": str(self.device),
         }
@@ -137,9 +139,13 @@ class Predictor:
         """Map an RGB PIL image; tiles are cropped from it batch by batch (no full-size copy).
 
         Args:
-            tile: tile extent in pixels (default: the model's input size; others are resized).
-            stride: step between tiles (default: the tile, no overlap; tile/4 is 75% overlap).
-            threshold: a tile is a defect when its summed defect-class probability >= threshold.
+            tile: tile extent in pixels (default: the tile size the model was trained on, for
+                a model trained on photos with masks, else its input size; tiles are resized
+                to the input size).
+            stride: step between tiles (default: tile/2 for a model trained on masks, as it
+                was trained; otherwise the tile, no overlap).
+            threshold: a tile is a defect when its summed defect-class probability >= threshold
+                (default: the model's operating threshold, chosen on its validation split).
         """
         if image.mode != "RGB":
             raise ValueError(f"image must be RGB, got mode {image.mode}")
@@ -156,8 +162,14 @@ class Predictor:
         progress: ProgressFn | None,
     ) -> CrackMap:
         size = self.checkpoint.input_size
+        trained_tile = self.checkpoint.tile_px
+        if tile is None and trained_tile is not None:
+            tile, stride = trained_tile, stride or max(1, trained_tile // 2)
         tile = tile or size
-        threshold = self.config.threshold if threshold is None else threshold
+        if threshold is None:
+            threshold = self.config.threshold
+        if threshold is None:
+            threshold = self.checkpoint.operating_threshold
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
         grid = make_grid(height, width, tile, stride)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from models.backbones import backbone_spec
+from models.data.augment import check_augment
 
 LOSSES = ("ce", "focal", "isda", "gm", "igmsda", "igmsda-exact")
 DEFAULT_LOSS = "igmsda"  # of new runs, jobs and the demo; docs/RESULTS.md says why
@@ -33,7 +34,7 @@ class TrainConfig:
     gm_samples: int = 100
     focal_gamma: float = 2.0
     diagonal_cov: bool = False
-    hflip: bool = True
+    augment: str = "survey"  # none | flip (the paper's) | survey (models.data.augment)
     seed: int = 0
     weights: str | None = None  # None, "imagenet" or a torchvision weights file
     device: str = "auto"
@@ -41,6 +42,7 @@ class TrainConfig:
     channels_last: bool = True
     num_workers: int = 0  # threads that decode the tiles once, before training (0: one per CPU)
     eval_batch_size: int = 256
+    target_precision: float | None = None  # None: the threshold that maximises val F1
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -56,6 +58,9 @@ class TrainConfig:
             raise ValueError("lr must be > 0, weight_decay >= 0 and momentum in [0, 1)")
         if self.lam0 < 0 or self.alpha0 < 0:
             raise ValueError("lam0 and alpha0 must be >= 0")
+        if self.target_precision is not None and not 0 < self.target_precision <= 1:
+            raise ValueError(f"target_precision must lie in (0, 1], got {self.target_precision}")
+        check_augment(self.augment)
         if self.num_workers < 0:
             raise ValueError("num_workers must be >= 0")
 
@@ -76,4 +81,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        values = {k: v for k, v in data.items() if k in known}
+        if "augment" not in data and "hflip" in data:  # configs from before `augment`
+            values["augment"] = "flip" if data["hflip"] else "none"
+        return cls(**values)

@@ -22,10 +22,11 @@ from models.data import (
     load_tiles,
     normalise,
 )
-from models.metrics import evaluation_report, fit_temperature
+from models.metrics import evaluation_report
 from models.training.config import TrainConfig
 from models.training.criterion import build_criterion, estimator_of
 from models.training.device import amp_dtype, autocast, select_device
+from models.training.report import final_report
 
 ProgressFn = Callable[[int, int, dict[str, Any]], None]  # (epoch, step, info)
 CancelFn = Callable[[], bool]
@@ -206,7 +207,7 @@ def fit(
             train_labels,
             config.batch_size,
             epoch_generator(config.seed, epoch),
-            config.hflip,
+            config.augment,
         )
 
         def on_step(step: int, loss: float, epoch: int = epoch) -> None:
@@ -328,6 +329,7 @@ def _checkpoint(
     training_state: dict[str, Any] | None,
     temperature: float = 1.0,
     metrics: dict[str, Any] | None = None,
+    threshold: float | None = None,
 ) -> Checkpoint:
     return Checkpoint(
         backbone=config.backbone,
@@ -345,6 +347,8 @@ def _checkpoint(
         metrics=metrics or {},
         history=history,
         training_state=training_state,
+        threshold=threshold,
+        tile_px=data.tile_px,
     )
 
 
@@ -359,18 +363,23 @@ def _finish(
     optimizer: torch.optim.Optimizer,
     cancelled: bool,
 ) -> Checkpoint:
-    """Load the best epoch, fit the temperature on val, report val and test before/after."""
+    """Load the best epoch, calibrate and choose the threshold on val, report val and test."""
     if state.best_state is not None:
         model.load_state_dict(state.best_state)
-    val_logits = predict_logits(model, tiles["val"][0], device, config.eval_batch_size)
-    temperature = fit_temperature(val_logits, tiles["val"][1])
-    test_logits = predict_logits(model, tiles["test"][0], device, config.eval_batch_size)
+    report = final_report(
+        predict_logits(model, tiles["val"][0], device, config.eval_batch_size),
+        tiles["val"][1],
+        predict_logits(model, tiles["test"][0], device, config.eval_batch_size),
+        tiles["test"][1],
+        data.classes,
+        data.defect_classes,
+        config.target_precision,
+    )
     metrics = {
         "best_epoch": state.best_epoch,
         "epochs_run": len(state.history),
         "loss_hparams": {"loss": config.loss, "lam0": config.lam0, "alpha0": config.alpha0},
-        "val": evaluation_report(val_logits, tiles["val"][1], data.classes, temperature),
-        "test": evaluation_report(test_logits, tiles["test"][1], data.classes, temperature),
+        **report.metrics,
         "data": data.summary(),
         "cancelled": cancelled,
     }
@@ -387,6 +396,7 @@ def _finish(
         estimator,
         state.history,
         training_state,
-        temperature,
+        report.temperature,
         metrics,
+        report.threshold,
     )

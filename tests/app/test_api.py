@@ -326,6 +326,18 @@ def test_jobs_create_validate_list_cancel(api, tiny_set, tmp_path):
         422,
         "base_model_id",
     )
+    for wrong, field in (
+        ({"dataset_ids": [dataset_id]}, None),  # both ways of naming the sets
+        ({"dataset_id": None}, None),  # neither
+        ({"dataset_id": None, "dataset_ids": [dataset_id, dataset_id]}, None),
+        ({"augment": "mixup"}, "augment"),
+        ({"target_precision": 1.5}, "target_precision"),
+    ):
+        assert_error(
+            api.client.post("/v1/jobs", json=body | wrong, headers=api.headers("train")),
+            422,
+            field,
+        )
     listed = api.client.get("/v1/jobs?status=queued", headers=api.headers("read")).json()
     assert listed["total"] == 1 and listed["items"][0]["id"] == job["id"]
     one = api.client.get(f"/v1/jobs/{job['id']}", headers=api.headers("read")).json()

@@ -138,3 +138,49 @@ def test_attempts_are_capped(stack, tiny_set):
     job = stack.wait_job(job_id, lambda j: j["status"] in ENDED)
     assert job["status"] == "failed" and "gave up" in job["error"]
     assert np.isfinite(job["progress"])
+
+
+def test_job_trains_on_a_tile_set_and_a_masks_set_together(stack, tiny_set, tmp_path):
+    from tests.models.test_masks import TILE, _naming_set
+
+    stack.start_worker()
+    tiles_id = upload(stack, tiny_set)
+    masks_zip = zip_folder(_naming_set(tmp_path / "masks"))
+    reply = stack.client.post(
+        "/v1/datasets",
+        files={"file": ("masks.zip", masks_zip, "application/zip")},
+        data={"mask_tile": str(TILE)},
+    )
+    assert reply.status_code == 201, reply.text
+    masks = reply.json()
+    assert masks["layout"] == "masks" and masks["tile_px"] == TILE
+    assert set(masks["details"]["tiles"]) == {"crack", "no_crack", "left_out"}
+    body = {
+        "dataset_ids": [tiles_id, masks["id"]],
+        "backbone": "resnet18",
+        "epochs": 1,
+        "image_size": 32,
+        "batch_size": 8,
+        "lr": 0.003,
+        "lr_milestones": [],
+        "target_precision": 0.6,
+    }
+    reply = stack.client.post("/v1/jobs", json=body)
+    assert reply.status_code == 202, reply.text
+    job_id = reply.json()["id"]
+    assert reply.json()["dataset_ids"] == [tiles_id, masks["id"]]
+    busy = stack.client.delete(f"/v1/datasets/{masks['id']}")
+    assert busy.status_code == 409 and job_id in busy.json()["error"]["message"]
+    job = stack.wait_job(job_id, lambda j: j["status"] in ENDED)
+    assert job["status"] == "succeeded", job
+    model = stack.client.get(f"/v1/models/{job['result_model_id']}").json()
+    assert model["tile_px"] == TILE and 0 < model["operating_threshold"] < 1
+    assert model["metrics"]["operating_point"]["target_precision"] == 0.6
+    assert [s["layout"] for s in model["metrics"]["data"]["sets"]] == ["folders", "masks"]
+    assert model["config"]["augment"] == "survey"
+    # The sets can go once the job is over; the job list still answers (was a 500).
+    for dataset_id in (tiles_id, masks["id"]):
+        assert stack.client.delete(f"/v1/datasets/{dataset_id}").status_code == 204
+    listed = stack.client.get("/v1/jobs")
+    assert listed.status_code == 200, listed.text
+    assert listed.json()["items"][0]["dataset_id"] is None

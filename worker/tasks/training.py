@@ -78,23 +78,32 @@ def run_training(self: Task, job_id: str) -> str:
 def _train(settings: Any, job: Claim) -> str:
     # Imported here, in the forked child: the parent never initialises CUDA.
     from models.checkpoint import load_checkpoint, to_bytes
-    from models.data import load_labelled_set
+    from models.data import DEFAULT_MASK_TILE, load_labelled_set, merge_sets
     from models.training import TrainConfig, fit
 
     config = TrainConfig.from_dict(job.config)
     with temp_dir() as tmp:
         folder = Path(tmp)
-        blob_id, defects = dataset_info(settings, job.dataset_id)
-        data = load_labelled_set(
-            fetch_blob(settings, blob_id, folder, "dataset.zip"),
-            defect_classes=defects,
-            seed=config.seed,
-        )
+        if not job.dataset_ids:
+            raise LookupError("the job's datasets no longer exist")
+        sets = []
+        for index, dataset_id in enumerate(job.dataset_ids):
+            blob_id, defects, tile_px = dataset_info(settings, dataset_id)
+            sets.append(
+                load_labelled_set(
+                    fetch_blob(settings, blob_id, folder, f"dataset{index}.zip"),
+                    defect_classes=defects,
+                    seed=config.seed,
+                    mask_tile=tile_px or DEFAULT_MASK_TILE,
+                )
+            )
+        data = merge_sets(sets)
         base = None
         if job.base_model_id:
             base = load_checkpoint(
                 fetch_blob(settings, model_blob(settings, job.base_model_id), folder, "base.ckpt")
             )
+            data = data.in_class_order(base.classes)
         resume = None
         if job.last_checkpoint_blob_id:
             resume = load_checkpoint(

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -47,14 +50,38 @@ def load_sample_tiles(data: bytes, samples: list[Sample], size: int) -> list[tor
     return out
 
 
+def tile_storage(n: int, size: int, spill_dir: str | Path | None = None) -> torch.Tensor:
+    """An (n, 3, size, size) uint8 tensor: in memory, or mapped from a file in spill_dir.
+
+    The mapped file is unlinked at once: the mapping keeps its pages until the tensor is
+    freed, the disk holds them instead of RAM, and nothing is left behind after a crash.
+    """
+    if spill_dir is None:
+        return torch.empty(n, 3, size, size, dtype=torch.uint8)
+    folder = Path(spill_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix="crackscan-tiles-", suffix=".u8", dir=folder)
+    os.close(handle)
+    try:
+        array = np.memmap(name, dtype=np.uint8, mode="w+", shape=(max(1, n), 3, size, size))
+    finally:
+        os.unlink(name)
+    return torch.from_numpy(array[:n])
+
+
 def load_tiles(
-    source: FileSource, samples: list[Sample], size: int, threads: int = 2
+    source: FileSource,
+    samples: list[Sample],
+    size: int,
+    threads: int = 2,
+    spill_dir: str | Path | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode every file once: (N, 3, size, size) uint8 images and (N,) int64 labels.
 
     The set was verified when loaded, so decoding here does not fail on corrupt files.
+    With spill_dir, the images live in a memory-mapped file there (see tile_storage).
     """
-    images = torch.empty(len(samples), 3, size, size, dtype=torch.uint8)
+    images = tile_storage(len(samples), size, spill_dir)
     by_file: dict[str, list[int]] = {}
     for i, sample in enumerate(samples):
         by_file.setdefault(sample.name, []).append(i)

@@ -42,6 +42,8 @@ class TrainConfig:
     channels_last: bool = True
     num_workers: int = 0  # threads that decode the tiles once, before training (0: one per CPU)
     eval_batch_size: int = 256
+    ram_cache_mb: int = 4096  # decoded tiles beyond this go to a memory-mapped file
+    cache_dir: str | None = None  # where that file goes (None: the system's temp folder)
     target_precision: float | None = None  # None: the threshold that maximises val F1
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -63,6 +65,8 @@ class TrainConfig:
         check_augment(self.augment)
         if self.num_workers < 0:
             raise ValueError("num_workers must be >= 0")
+        if self.ram_cache_mb < 0:
+            raise ValueError("ram_cache_mb must be >= 0")
 
     def milestones(self) -> list[int]:
         """Epochs after which the lr is multiplied by lr_gamma."""

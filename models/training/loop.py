@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,8 +32,6 @@ from models.training.report import final_report
 ProgressFn = Callable[[int, int, dict[str, Any]], None]  # (epoch, step, info)
 CancelFn = Callable[[], bool]
 EpochEndFn = Callable[[dict[str, Any], Checkpoint, bool], None]  # (record, last ckpt, is best)
-
-MAX_CACHE_BYTES = 6 << 30
 
 
 @dataclass
@@ -109,14 +108,13 @@ def predict_logits(
     return torch.cat(out)
 
 
-def _check_cache_size(data: LabelledSet, size: int) -> None:
+def _spill_dir(data: LabelledSet, config: TrainConfig) -> str | None:
+    """Where decoded tiles go when they exceed config.ram_cache_mb: a mapped file, not RAM."""
     n = sum(len(v) for v in data.splits.values())
-    need = n * 3 * size * size
-    if need > MAX_CACHE_BYTES:
-        raise ValueError(
-            f"{n} tiles at {size}x{size} need {need / 2**30:.1f} GiB in memory "
-            f"(limit {MAX_CACHE_BYTES / 2**30:.0f} GiB): use a smaller --image-size"
-        )
+    need = n * 3 * config.image_size * config.image_size
+    if need <= config.ram_cache_mb << 20:
+        return None
+    return config.cache_dir or tempfile.gettempdir()
 
 
 def _check_given_tiles(
@@ -161,10 +159,10 @@ def fit(
     device = select_device(config.device)
     torch.manual_seed(config.seed)
     if tiles is None:
-        _check_cache_size(data, config.image_size)
         threads = config.num_workers or os.cpu_count() or 1
+        spill = _spill_dir(data, config)
         tiles = {
-            s: load_tiles(data.source, data.splits[s], config.image_size, threads)
+            s: load_tiles(data.source, data.splits[s], config.image_size, threads, spill)
             for s in data.splits
         }
     else:

@@ -134,3 +134,23 @@ def test_given_tiles_train_as_decoded_ones_and_are_checked(tiny_set):
     flipped = {**tiles, "test": (tiles["test"][0], 1 - tiles["test"][1])}
     with pytest.raises(ValueError, match="labels differ"):
         fit(config, data, tiles=flipped)
+
+
+@pytest.mark.slow
+def test_tiles_spilled_to_a_mapped_file_train_exactly_as_in_memory(tiny_set, tmp_path):
+    """Sets larger than the RAM budget train from a memory-mapped file, with the same result."""
+    data = load_labelled_set(tiny_set)
+    in_ram = fit(tiny_config(epochs=2), data)
+    spilled = fit(tiny_config(epochs=2, ram_cache_mb=0, cache_dir=str(tmp_path)), data)
+    for key, value in in_ram.checkpoint.model_state.items():
+        assert torch.equal(value, spilled.checkpoint.model_state[key]), key
+    assert list(tmp_path.iterdir()) == []  # the mapped file was unlinked at once
+
+
+def test_tile_storage_maps_a_file_that_is_gone_from_the_folder(tmp_path):
+    from models.data.tensors import tile_storage
+
+    images = tile_storage(5, 8, tmp_path)
+    images[4] = 7
+    assert images.shape == (5, 3, 8, 8) and int(images[4].sum()) == 7 * 3 * 64
+    assert list(tmp_path.iterdir()) == []

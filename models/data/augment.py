@@ -4,8 +4,8 @@ Modes:
   none    the tiles as they are;
   flip    random horizontal flips (the IGMSDA paper's recipe);
   survey  what changes between surveys: 90° rotations, horizontal and vertical flips,
-          rescaling by 0.7–1.4 (zoom in: a random crop resized up; zoom out: the tile
-          shrunk and mirror-padded), brightness and contrast 0.75–1.25, per-channel
+          rescaling by 0.7–1.4 (zoom in: a random window enlarged; zoom out: the tile
+          shrunk, its border filled by mirroring), brightness and contrast 0.75–1.25, per-channel
           colour gain 0.9–1.1, Gaussian blur (σ 0.5–1.2) on 20% of tiles and JPEG
           re-encoding (quality 30–90) on 30%.
 """
@@ -40,31 +40,47 @@ def _uniform(n: int, bounds: tuple[float, float], g: torch.Generator) -> torch.T
     return lo + (hi - lo) * torch.rand(n, generator=g, dtype=torch.float64)
 
 
-def _rescale(tile: torch.Tensor, scale: float, g: torch.Generator) -> torch.Tensor:
-    """(3, S, S) float: zoom in by a random crop resized up, or out by shrinking and mirroring."""
-    size = tile.shape[-1]
-    if scale >= 1.0:
-        crop = max(2, round(size / scale))
-        top, left = (torch.randint(0, size - crop + 1, (2,), generator=g)).tolist()
-        part = tile[:, top : top + crop, left : left + crop].unsqueeze(0)
-        return F.interpolate(part, size=(size, size), mode="bilinear", align_corners=False)[0]
-    small = max(2, round(size * scale))
-    shrunk = F.interpolate(tile.unsqueeze(0), size=(small, small), mode="area")
-    pad = size - small
-    before = pad // 2
-    padded = F.pad(shrunk, (before, pad - before, before, pad - before), mode="reflect")
-    return padded[0]
+def _rotate_and_flip(
+    x: torch.Tensor, k: torch.Tensor, hflip: torch.Tensor, vflip: torch.Tensor
+) -> torch.Tensor:
+    """(N, 3, S, S): rotate each tile by k·90° and flip it as drawn."""
+    out = x.clone()
+    for turns in range(1, 4):
+        chosen = k == turns
+        if bool(chosen.any()):
+            out[chosen] = torch.rot90(x[chosen], turns, dims=(2, 3))
+    out = torch.where(hflip.view(-1, 1, 1, 1), out.flip(-1), out)
+    return torch.where(vflip.view(-1, 1, 1, 1), out.flip(-2), out)
 
 
-def _blur(tile: torch.Tensor, sigma: float) -> torch.Tensor:
-    radius = max(1, math.ceil(2 * sigma))
-    x = torch.arange(-radius, radius + 1, dtype=tile.dtype)
-    kernel = torch.exp(-(x**2) / (2 * sigma**2))
-    kernel = kernel / kernel.sum()
-    img = F.pad(tile.unsqueeze(0), (radius, radius, radius, radius), mode="reflect")
-    img = F.conv2d(img, kernel.view(1, 1, 1, -1).expand(3, 1, 1, -1), groups=3)
-    img = F.conv2d(img, kernel.view(1, 1, -1, 1).expand(3, 1, -1, 1), groups=3)
-    return img[0]
+def _rescale(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """(N, 3, S, S) float: zoom each tile by its scale about a shifted centre.
+
+    A scale above 1 samples a random window of side S/scale (inside the tile) and
+    enlarges it; below 1 shrinks the tile, filling the border by mirroring it.
+    """
+    n = x.shape[0]
+    inv = (1.0 / scale).to(x.dtype)
+    room = (1.0 - inv).clamp(min=0)  # how far a zoomed-in window may move, in [-1, 1] units
+    theta = torch.zeros(n, 2, 3, dtype=x.dtype)
+    theta[:, 0, 0] = inv
+    theta[:, 1, 1] = inv
+    theta[:, :, 2] = shift.to(x.dtype) * room.unsqueeze(1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+def _blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """(M, 3, S, S) float, each tile blurred with its own Gaussian σ (separable, mirrored)."""
+    radius = max(1, math.ceil(2 * float(sigma.max())))
+    offsets = torch.arange(-radius, radius + 1, dtype=x.dtype)
+    kernel = torch.exp(-(offsets**2) / (2 * sigma.to(x.dtype).view(-1, 1) ** 2))
+    kernel = (kernel / kernel.sum(1, keepdim=True)).repeat_interleave(3, 0)  # (M·3, K)
+    m, c, h, w = x.shape
+    flat = F.pad(x.reshape(1, m * c, h, w), (radius, radius, radius, radius), mode="reflect")
+    flat = F.conv2d(flat, kernel.view(m * c, 1, 1, -1), groups=m * c)
+    flat = F.conv2d(flat, kernel.view(m * c, 1, -1, 1), groups=m * c)
+    return flat.view(m, c, h, w)
 
 
 def _jpeg(tile: torch.Tensor, quality: int) -> torch.Tensor:
@@ -82,6 +98,7 @@ def survey_augment(batch: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     hflip = torch.rand(n, generator=g) < 0.5
     vflip = torch.rand(n, generator=g) < 0.5
     scale = torch.exp(_uniform(n, (math.log(SCALE_RANGE[0]), math.log(SCALE_RANGE[1])), g))
+    shift = 2 * torch.rand(n, 2, generator=g, dtype=torch.float64) - 1
     brightness = _uniform(n, BRIGHTNESS_RANGE, g)
     contrast = _uniform(n, CONTRAST_RANGE, g)
     colour = COLOUR_RANGE[0] + (COLOUR_RANGE[1] - COLOUR_RANGE[0]) * torch.rand(
@@ -91,23 +108,15 @@ def survey_augment(batch: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     sigma = _uniform(n, BLUR_SIGMA, g)
     jpeg = torch.rand(n, generator=g) < JPEG_SHARE
     quality = torch.randint(JPEG_QUALITY[0], JPEG_QUALITY[1] + 1, (n,), generator=g)
-    out = torch.empty_like(batch)
-    for i in range(n):
-        tile = batch[i].to(torch.float32)
-        tile = torch.rot90(tile, int(rotations[i]), dims=(1, 2))
-        if hflip[i]:
-            tile = tile.flip(-1)
-        if vflip[i]:
-            tile = tile.flip(-2)
-        if abs(float(scale[i]) - 1.0) > 1e-3:
-            tile = _rescale(tile, float(scale[i]), g)
-        mean = tile.mean()
-        tile = (tile - mean) * float(contrast[i]) + mean
-        tile = tile * float(brightness[i]) * colour[i].to(tile.dtype).view(3, 1, 1)
-        if blur[i]:
-            tile = _blur(tile, float(sigma[i]))
-        tile = tile.clamp(0, 255)
-        if jpeg[i]:
-            tile = _jpeg(tile, int(quality[i]))
-        out[i] = tile.round().clamp(0, 255).to(torch.uint8)
-    return out
+
+    x = _rotate_and_flip(batch.to(torch.float32), rotations, hflip, vflip)
+    x = _rescale(x, scale, shift)
+    mean = x.mean((1, 2, 3), keepdim=True)
+    x = (x - mean) * contrast.to(x.dtype).view(-1, 1, 1, 1) + mean
+    x = x * (brightness.view(-1, 1) * colour).to(x.dtype).view(n, 3, 1, 1)
+    if bool(blur.any()):
+        x[blur] = _blur(x[blur], sigma[blur])
+    x = x.clamp(0, 255)
+    for i in torch.nonzero(jpeg).flatten().tolist():
+        x[i] = _jpeg(x[i], int(quality[i]))
+    return x.round().clamp(0, 255).to(torch.uint8)

@@ -19,6 +19,7 @@ bench/results/science.json, bench/results/science.md and docs/science_f_vs_size.
 
     python -m bench.science run --jobs 2      # everything (about 1.5 hours on 2 CPU cores)
     python -m bench.science report            # tables, JSON and the plot
+    python -m bench.science exact             # igmsda-exact vs CE and the closed form
     python -m bench.science run --stage grid --sizes 100 --seeds 0 --losses ce igmsda  # a part
     python -m bench.science run --stage grid --sizes full --seeds 0 --losses ce isda igmsda --lr 0.05
 """
@@ -40,6 +41,7 @@ import torch
 
 from bench.common import RESULTS_DIR, machine
 from bench.science_analysis import bound_gap, pt_summary, score_cfd, true_class_probs
+from bench.science_exact import exact_report
 from bench.science_report import build_report
 from models.data import LabelledSet, load_labelled_set, load_tiles
 from models.training import TrainConfig, fit
@@ -333,6 +335,17 @@ def report(args: argparse.Namespace) -> int:
     return 0
 
 
+def exact(args: argparse.Namespace) -> int:
+    summary, markdown = exact_report(cached_runs(IMAGE_SIZE, LR), RESULTS_DIR / "science.json")
+    summary["machine"] = machine()
+    summary["command"] = "python -m bench.science exact"
+    (RESULTS_DIR / "science_exact.json").write_text(json.dumps(summary, indent=1) + "\n")
+    (RESULTS_DIR / "science_exact.md").write_text(markdown)
+    print(markdown)
+    print(f"wrote {RESULTS_DIR / 'science_exact.json'}, {RESULTS_DIR / 'science_exact.md'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -354,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument(
         "--lr", type=float, default=LR, help="the initial learning rate of every run"
     )
+    sub.add_parser("exact", help="igmsda-exact against CE and the closed form; the default loss")
     p_rep = sub.add_parser("report", help="aggregate the cached runs")
     p_rep.add_argument("--image-size", type=int, default=IMAGE_SIZE)
     p_rep.add_argument("--lr", type=float, default=LR)
@@ -361,6 +375,8 @@ def main(argv: list[str] | None = None) -> int:
     if not CCIC.is_dir():
         print(f"skipped: {CCIC} is absent (the real crack photos live in ../shared/data)")
         return 0
+    if args.command == "exact":
+        return exact(args)
     return run(args) if args.command == "run" else report(args)
 
 

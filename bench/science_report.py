@@ -11,7 +11,7 @@ from typing import Any
 from bench.common import median
 from bench.plot import Series, line_plot
 
-LOSS_ORDER = ["ce", "focal", "isda", "gm16", "gm100", "igmsda"]
+LOSS_ORDER = ["ce", "focal", "isda", "gm16", "gm100", "igmsda", "igmsda-exact"]
 LOSS_LABELS = {
     "ce": "CE",
     "focal": "focal",
@@ -19,6 +19,7 @@ LOSS_LABELS = {
     "gm16": "GM S=16",
     "gm100": "GM S=100",
     "igmsda": "IGMSDA",
+    "igmsda-exact": "IGMSDA exact",
 }
 SIZE_ORDER = ["100", "300", "1000", "full"]
 FULL_PER_CLASS = 1500

@@ -9,18 +9,22 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import shared_data
 from tests.worker.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.slow
-def test_demo_runs_end_to_end(tmp_path):
+def run_demo(tmp_path: Path, *extra: str) -> str:
     env = {**os.environ, "CRACKSCAN_DATA_DIR": str(tmp_path / "data")}
     for name in ("CRACKSCAN_DATABASE_URL", "CRACKSCAN_BROKER_URL"):
         env.pop(name, None)
     done = subprocess.run(
-        [sys.executable, "-m", "app.cli", "demo", "--fast", "--exit", "--port", str(free_port())],
+        [
+            sys.executable,
+            *("-m", "app.cli", "demo", "--fast", "--exit", "--port", str(free_port())),
+            *extra,
+        ],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -29,7 +33,24 @@ def test_demo_runs_end_to_end(tmp_path):
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
-    assert "test macro F" in out and "survey.png:" in out and "defect tiles" in out
+    assert "test macro F" in out and "operating threshold" in out and "defect tiles" in out
     assert "dashboard: http://127.0.0.1:" in out
-    assert (tmp_path / "data" / "demo" / "survey.overlay.png").is_file()
     assert (tmp_path / "data" / "crackscan.db").is_file()
+    return out
+
+
+@pytest.mark.slow
+def test_demo_on_synthetic_data(tmp_path):
+    out = run_demo(tmp_path, "--synthetic")
+    assert "synthetic tiles" in out and "survey.png:" in out
+    assert (tmp_path / "data" / "demo" / "survey.overlay.png").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_demo_on_real_photos_maps_photos_it_never_saw(tmp_path):
+    shared_data("cfd")  # skips with the reason when ../shared/data is absent
+    out = run_demo(tmp_path)
+    assert "(real photos)" in out and "held out of training" in out
+    overlays = sorted((tmp_path / "data" / "demo").glob("*.overlay.png"))
+    assert len(overlays) == 4, overlays

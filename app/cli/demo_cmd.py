@@ -27,12 +27,18 @@ from tqdm import tqdm
 
 from models.training.config import DEFAULT_LOSS
 
-CFD = Path(__file__).resolve().parents[3] / "shared" / "data" / "cfd" / "image"
+SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+REAL_SETS = ("ccic-dev", "cfd", "crackmix")
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("demo", help="run the service and a training job, then map a survey photo")
     p.add_argument("--fast", action="store_true", help="a smaller set and fewer epochs (for CI)")
+    p.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="train on synthetic tiles even when ../shared/data's real photos are there",
+    )
     p.add_argument("--port", type=int, default=8000)
     p.add_argument(
         "--exit", action="store_true", help="stop the service at the end instead of leaving it up"
@@ -137,36 +143,21 @@ def _demo(
     write_tile_set: Any,
     make_survey: Any,
 ) -> str:
-    per_class, epochs = (150, 4) if args.fast else (400, 10)
     demo_dir = data_dir / "demo"
     demo_dir.mkdir(parents=True, exist_ok=True)
+    real = not args.synthetic and all((SHARED_DATA / name).is_dir() for name in REAL_SETS)
     with tempfile.TemporaryDirectory() as tmp:
-        print(
-            f"3/6 generating {per_class} synthetic tiles per class (crack / no_crack, 48 px) and uploading them"
-        )
-        folder = write_tile_set(Path(tmp) / "tiles", per_class, size=48, seed=7)
-        dataset = _check(
-            client.post(
-                "/v1/datasets",
-                files={"file": ("synthetic.zip", _zip(folder))},
-                data={"name": "synthetic demo tiles"},
-            ),
-            "dataset upload",
-        )
+        if real:
+            dataset_ids, held_out, job_body = _upload_real(client, Path(tmp), args.fast)
+        else:
+            dataset_ids, job_body = _upload_synthetic(client, Path(tmp), args.fast, write_tile_set)
+            held_out = []
+    epochs = job_body["epochs"]
     job = _check(
         client.post(
             "/v1/jobs",
-            json={
-                "dataset_id": dataset["id"],
-                "backbone": "resnet18",
-                "loss": DEFAULT_LOSS,
-                "augment": "flip",  # synthetic tiles: survey changes are not what varies
-                "epochs": epochs,
-                "image_size": 48,
-                "batch_size": 32,
-                "lr": 0.01,
-                "lr_milestones": [max(1, epochs - 2)],
-            },
+            json={"dataset_ids": dataset_ids, "backbone": "resnet18", "loss": DEFAULT_LOSS}
+            | job_body,
         ),
         "job submission",
     )
@@ -180,26 +171,112 @@ def _demo(
     _check(client.post(f"/v1/models/{model_id}/activate"), "activation")
     model = _check(client.get(f"/v1/models/{model_id}"), "model")
     test = model["metrics"]["test"]
+    found = test["detection"]
     lines = [
-        f"model {model_id}: test macro F {test['macro_f1']:.3f}, ECE {test['ece']:.3f} -> "
-        f"{test['ece_calibrated']:.3f} after temperature scaling (T={model['temperature']:.3f})"
+        f"model {model_id} ({'real photos' if real else 'synthetic tiles'}): test macro F "
+        f"{test['macro_f1']:.3f}, ECE {test['ece']:.3f} -> {test['ece_calibrated']:.3f} after "
+        f"temperature scaling (T={model['temperature']:.3f}); at its operating threshold "
+        f"{model['operating_threshold']:.2f}: crack tiles P {found['precision']:.2f} "
+        f"R {found['recall']:.2f} F1 {found['f1']:.2f}, "
+        f"{100 * found['false_alarm_rate']:.0f}% of crack-free tiles flagged"
     ]
-    print("5/6 inspecting a synthetic 2400x1600 survey photo")
-    photo, _ = make_survey(
-        2400, 1600, seed=3, cracks=8, crack_width=(1.5, 4.0), crack_length=(0.3, 0.6)
-    )
-    survey = demo_dir / "survey.png"
-    photo.save(survey)
-    lines.append(_inspect(client, survey, demo_dir))
-    photos = sorted(CFD.glob("*.jpg"))[:3] if CFD.is_dir() else []
-    print(
-        f"6/6 inspecting {len(photos)} real CrackForest photos"
-        if photos
-        else "6/6 ../shared/data/cfd is absent: no real photos to inspect"
-    )
-    for path in photos:
-        lines.append(_inspect(client, path, demo_dir, stride=24))
+    if real:
+        print(f"5/6 inspecting {len(held_out)} real photos held out of training")
+        for path in held_out:
+            lines.append(_inspect(client, path, demo_dir))
+        print("6/6 the synthetic survey photo is skipped: the model was trained on real photos")
+    else:
+        print("5/6 inspecting a synthetic 2400x1600 survey photo")
+        photo, _ = make_survey(
+            2400, 1600, seed=3, cracks=8, crack_width=(1.5, 4.0), crack_length=(0.3, 0.6)
+        )
+        survey = demo_dir / "survey.png"
+        photo.save(survey)
+        lines.append(_inspect(client, survey, demo_dir))
+        print("6/6 no real photos to inspect (synthetic demo)")
     return "\n".join(lines)
+
+
+def _upload_synthetic(
+    client: httpx.Client, tmp: Path, fast: bool, write_tile_set: Any
+) -> tuple[list[str], dict[str, Any]]:
+    per_class, epochs = (150, 4) if fast else (400, 10)
+    print(
+        f"3/6 synthetic data: generating {per_class} synthetic tiles per class "
+        "(crack / no_crack, 48 px) and uploading them"
+    )
+    folder = write_tile_set(tmp / "tiles", per_class, size=48, seed=7)
+    dataset = _check(
+        client.post(
+            "/v1/datasets",
+            files={"file": ("synthetic.zip", _zip(folder))},
+            data={"name": "synthetic demo tiles"},
+        ),
+        "dataset upload",
+    )
+    body = {
+        "augment": "flip",  # synthetic tiles: survey changes are not what varies
+        "epochs": epochs,
+        "image_size": 48,
+        "batch_size": 32,
+        "lr": 0.01,
+        "lr_milestones": [max(1, epochs - 2)],
+    }
+    return [dataset["id"]], body
+
+
+def _upload_real(
+    client: httpx.Client, tmp: Path, fast: bool
+) -> tuple[list[str], list[Path], dict[str, Any]]:
+    """Upload a seeded sample of the wall tiles and of the photos with masks; keep some
+    photos out of it to map afterwards."""
+    import random
+
+    walls, photos, epochs = (120, 10, 2) if fast else (500, 48, 8)
+    rng = random.Random(7)
+    print(
+        f"3/6 real data from {SHARED_DATA}: {walls} wall tiles per class (ccic-dev) and "
+        f"{photos} photos with masks (cfd + crackmix), uploaded as two sets"
+    )
+    wall_zip = tmp / "walls.zip"
+    with zipfile.ZipFile(wall_zip, "w") as zf:
+        for label in ("Positive", "Negative"):
+            files = sorted((SHARED_DATA / "ccic-dev" / label).glob("*.jpg"))
+            for path in rng.sample(files, walls):
+                zf.write(path, f"{label}/{path.name}")
+    chosen: list[tuple[Path, Path]] = []
+    held_out: list[Path] = []
+    for name, mask_ext in (("cfd", ".png"), ("crackmix", ".png")):
+        images = sorted((SHARED_DATA / name / "image").glob("*.jpg"))
+        picked = rng.sample(images, photos // 2 + 2)
+        held_out += picked[:2]  # never uploaded: mapped at the end
+        chosen += [(p, SHARED_DATA / name / "mask" / (p.stem + mask_ext)) for p in picked[2:]]
+    masks_zip = tmp / "photos.zip"
+    with zipfile.ZipFile(masks_zip, "w") as zf:
+        for image, mask in chosen:
+            zf.write(image, f"images/{image.parent.parent.name}_{image.name}")
+            zf.write(mask, f"masks/{image.parent.parent.name}_{image.stem}{mask.suffix}")
+    ids = []
+    for path, label in ((wall_zip, "ccic-dev wall tiles"), (masks_zip, "photos with masks")):
+        ids.append(
+            _check(
+                client.post(
+                    "/v1/datasets",
+                    files={"file": (path.name, path.read_bytes())},
+                    data={"name": f"demo: {label}"},
+                ),
+                "dataset upload",
+            )["id"]
+        )
+    body = {
+        "augment": "survey",
+        "epochs": epochs,
+        "image_size": 64,
+        "batch_size": 64,
+        "lr": 0.01,
+        "lr_milestones": [max(1, epochs - 2)],
+    }
+    return ids, held_out, body
 
 
 def _follow(client: httpx.Client, job_id: str) -> dict[str, Any]:
@@ -220,10 +297,9 @@ def _follow(client: httpx.Client, job_id: str) -> dict[str, Any]:
             time.sleep(1.0)
 
 
-def _inspect(client: httpx.Client, path: Path, out: Path, stride: int | None = None) -> str:
-    data = {"stride": str(stride)} if stride else {}
+def _inspect(client: httpx.Client, path: Path, out: Path) -> str:
     reply = _check(
-        client.post("/v1/inspections", files={"image": (path.name, path.read_bytes())}, data=data),
+        client.post("/v1/inspections", files={"image": (path.name, path.read_bytes())}),
         f"inspection of {path.name}",
     )
     while reply["status"] in ("queued", "running"):

@@ -82,3 +82,45 @@ def test_bad_inputs_give_clear_errors(tmp_path, tiny_set):
     assert done.returncode == 2 and "no such dataset" in done.stderr
     done = crackscan("train", tiny_set, "--loss", "hinge", "--out", tmp_path / "m.ckpt")
     assert done.returncode == 2 and "invalid choice" in done.stderr
+
+
+@pytest.mark.slow
+def test_train_on_walls_and_photos_with_masks_then_evaluate_per_photo(tiny_set, tmp_path):
+    from tests.models.test_masks import TILE, _naming_set
+
+    masks = _naming_set(tmp_path / "photos")
+    out = tmp_path / "model.ckpt"
+    done = crackscan(
+        "train",
+        tiny_set,
+        masks,
+        "--mask-tile",
+        str(TILE),
+        "--epochs",
+        "2",
+        "--image-size",
+        "32",
+        "--batch-size",
+        "16",
+        "--target-precision",
+        "0.5",
+        "--out",
+        out,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "masks layout" in done.stderr and "left out" in done.stderr  # each set described
+    assert "operating threshold" in done.stdout and "false alarms" in done.stdout
+    ckpt = load_checkpoint(out)
+    assert ckpt.tile_px == TILE and ckpt.threshold is not None
+    assert ckpt.config["augment"] == "survey"
+    assert ckpt.metrics["operating_point"]["target_precision"] == 0.5
+
+    done = crackscan("evaluate", out, masks, "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    detection = report["detection"]
+    assert detection["tiles"]["threshold"] == pytest.approx(ckpt.threshold)
+    assert len(detection["photos"]) == 12  # every photo of the set: it gives no split
+    assert {"f1", "false_alarm_rate", "photo"} <= set(detection["photos"][0])
+    done = crackscan("evaluate", out, masks)
+    assert "12 photos" in done.stdout and "crack-free tiles" in done.stdout

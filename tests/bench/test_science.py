@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from PIL import Image
 from bench.plot import Series, line_plot
 from bench.science import RunSpec, grid_specs, sensitivity_specs, training_subset
 from bench.science_analysis import average_precision, bound_gap, cfd_tile_labels, pt_summary
+from bench.science_exact import exact_report
 from bench.science_report import build_report, paired_ci
 from models.data import load_labelled_set, load_tiles
 
@@ -146,3 +148,43 @@ def test_results_doc_quotes_the_report_verbatim():
     missing = [line for line in generated if line.startswith("|") and line not in doc]
     assert not missing, f"RESULTS.md lacks {len(missing)} report lines, e.g. {missing[:2]}"
     assert (ROOT / "docs" / "science_f_vs_size.png").is_file()
+
+
+def _main_summary(tmp_path, ce_f1):
+    grid = [
+        {"loss": "ce", "size": size, "f1": [f, 0.0], "ece": [0.01, 0.0], "delta_f1_vs_ce": None}
+        for size, f in ce_f1.items()
+    ]
+    grid += [
+        {"loss": "igmsda", "size": size, "f1": [f - 0.005, 0.0], "ece": [0.25, 0.0],
+         "delta_f1_vs_ce": [-0.005, -0.01, 0.0]}
+        for size, f in ce_f1.items()
+    ]  # fmt: skip
+    path = tmp_path / "science.json"
+    path.write_text(json.dumps({"grid": grid}))
+    return path
+
+
+@pytest.mark.parametrize(
+    "exact_f1, exact_ece, default",
+    [
+        (lambda s: 0.001 * (s % 2), 0.01, True),  # level with CE, calibrated
+        (lambda s: -0.02 - 0.001 * s, 0.01, False),  # significantly worse
+        (lambda s: 0.0, 0.05, False),  # level but not calibrated raw
+    ],
+)
+def test_exact_report_decides_the_default_by_the_stated_rule(
+    tmp_path, exact_f1, exact_ece, default
+):
+    runs = {}
+    for seed in range(5):
+        for size in (100, None):
+            runs[f"ce{size}{seed}"] = _record("ce", size, seed, 0.95 + 0.002 * seed)
+            exact = _record("igmsda-exact", size, seed, 0.95 + 0.002 * seed + exact_f1(seed))
+            exact["test"]["ece"] = exact_ece
+            runs[f"ex{size}{seed}"] = exact
+    main = _main_summary(tmp_path, {"100": 0.954, "full": 0.954})
+    summary, markdown = exact_report(runs, main)
+    assert summary["default_is_exact"] is default
+    assert ("becomes the default loss" in markdown) == default
+    assert [c["ce_reproduces_main_study"] for c in summary["ce_reproduction"]] == [True, True]

@@ -57,6 +57,8 @@ class ModelStamp(BaseModel):
     defect_classes: list[str]
     input_size: int
     temperature: float
+    operating_threshold: float = Field(0.5, description="the model's own defect threshold")
+    tile_px: int | None = Field(None, description="the tile side it was trained on (masks sets)")
     loss: str | None = None
     device: str
     model_id: str | None = None

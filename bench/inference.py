@@ -29,9 +29,9 @@ from bench.common import median, print_table, timed, write_results
 from models.backbones import build_classifier
 from models.checkpoint import Checkpoint
 from models.data import IMAGENET_MEAN, IMAGENET_STD, normalise
+from models.device import amp_dtype, select_device
 from models.inference import InferenceConfig, Predictor
 from models.synthetic import make_survey
-from models.training.device import amp_dtype, select_device
 
 CACHE = Path(__file__).resolve().parent / "cache"
 

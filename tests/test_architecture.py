@@ -47,3 +47,24 @@ def test_models_never_reads_the_environment():
         if "os.environ" in p.read_text() or "getenv" in p.read_text()
     ]
     assert not offenders, offenders
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def test_inference_never_imports_training():
+    """Serving a model needs no training code: shared helpers live in models/ itself."""
+    offenders = [
+        f"{p.relative_to(ROOT)} imports {sorted(m for m in imported_modules(p) if m.startswith('models.training'))}"
+        for p in sorted((ROOT / "models" / "inference").rglob("*.py"))
+        if any(m.startswith("models.training") for m in imported_modules(p))
+    ]
+    assert not offenders, offenders

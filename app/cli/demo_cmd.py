@@ -91,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
     base = f"http://127.0.0.1:{port}"
     print(f"2/6 starting the API and an embedded Celery worker on {base}")
     server = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)], start_new_session=True
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--no-access-log"],
+        start_new_session=True,
     )
     try:
         client = httpx.Client(base_url=base, headers={"X-API-Key": key}, timeout=120)
@@ -232,7 +233,7 @@ def _upload_real(
     photos out of it to map afterwards."""
     import random
 
-    walls, photos, epochs = (120, 10, 2) if fast else (500, 48, 8)
+    walls, photos, epochs = (120, 10, 2) if fast else (400, 28, 6)
     rng = random.Random(7)
     print(
         f"3/6 real data from {SHARED_DATA}: {walls} wall tiles per class (ccic-dev) and "

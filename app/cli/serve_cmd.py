@@ -14,6 +14,9 @@ def register(sub: Any) -> None:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--migrate", action="store_true", help="run `db upgrade` first")
+    serve.add_argument(
+        "--no-access-log", action="store_true", help="do not log every request (the demo's view)"
+    )
     serve.set_defaults(run=run_serve)
 
     worker = sub.add_parser(
@@ -63,7 +66,13 @@ def run_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     try:
-        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+        uvicorn.run(
+            create_app(settings),
+            host=args.host,
+            port=args.port,
+            log_level="info",
+            access_log=not args.no_access_log,
+        )
     finally:
         if worker is not None:
             stop_worker(worker)

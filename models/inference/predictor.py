@@ -16,10 +16,10 @@ from PIL import Image
 
 from models.checkpoint import Checkpoint
 from models.data import normalise
+from models.device import amp_dtype, select_device
 from models.inference.crackmap import CrackMap, TileResult, cell_heatmap
 from models.inference.intake import DEFAULT_MAX_PIXELS, open_image
 from models.inference.tiling import TileGrid, make_grid, tile_batches
-from models.training.device import amp_dtype, select_device
 
 ProgressFn = Callable[[int, int], None]  # (tiles done, tiles total)
 

@@ -1,8 +1,8 @@
 """Training: configuration, criteria, the loop and its results."""
 
+from models.device import select_device
 from models.training.config import LOSSES, TrainConfig
 from models.training.criterion import build_criterion
-from models.training.device import select_device
 from models.training.loop import TrainResult, fit, predict_logits, train_one_epoch
 
 __all__ = [

@@ -23,10 +23,10 @@ from models.data import (
     load_tiles,
     normalise,
 )
+from models.device import amp_dtype, autocast, select_device
 from models.metrics import evaluation_report
 from models.training.config import TrainConfig
 from models.training.criterion import build_criterion, estimator_of
-from models.training.device import amp_dtype, autocast, select_device
 from models.training.report import final_report
 
 ProgressFn = Callable[[int, int, dict[str, Any]], None]  # (epoch, step, info)

@@ -168,9 +168,43 @@ def run_transfer(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
+def run_overlays(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Before (today's recipe: ccic-dev tiles, 3 epochs, flips, threshold 0.5) and after (a
+    model of this bench, --keep-models) on held-out CrackForest test photos, into docs/."""
+    from PIL import Image
+
+    from models.checkpoint import load_checkpoint
+    from models.inference import Predictor, render_overlay
+
+    after_path = CACHE / f"{args.losses[0]}.ckpt"
+    if not after_path.is_file():
+        raise SystemExit(f"{after_path} is missing: run `--losses {args.losses[0]} --keep-models`")
+    after = load_checkpoint(after_path)
+    sets = load_sets(args.seed, args.tile)
+    walls = sets["ccic"]
+    before_config = dataclasses.replace(
+        config_for("igmsda", args), epochs=3, augment="flip", lr_milestones=[]
+    )
+    before, _ = train(before_config, walls)
+    before.threshold = None  # today's maps cut at 0.5
+    photos = sorted({s.name for s in sets["cfd"].splits["test"]})[: args.overlays]
+    rows = []
+    for label, ckpt, tile in (("before", before, None), ("after", after, None)):
+        predictor = Predictor(ckpt)
+        for index, name in enumerate(photos):
+            image = Image.open(SETS["cfd"] / name).convert("RGB")
+            crack_map = predictor.inspect_image(image, tile, None if tile is None else tile // 2)
+            path = DOCS / f"real_maps_{label}_{index}.png"
+            path.write_bytes(render_overlay(image, crack_map))
+            rows.append({"run": label, "photo": name, "overlay": str(path.relative_to(ROOT))})
+            print(rows[-1], flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--stage", choices=("losses", "transfer"), default="losses")
+    parser.add_argument("--stage", choices=("losses", "transfer", "overlays"), default="losses")
+    parser.add_argument("--overlays", type=int, default=2, help="photos drawn by --stage overlays")
     parser.add_argument("--losses", nargs="+", choices=LOSSES, default=list(LOSSES))
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--image-size", type=int, default=64)
@@ -185,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     missing = [str(p) for p in SETS.values() if not p.is_dir()]
     if missing:
         print(f"skipped: {', '.join(missing)} absent (the real photos live in ../shared/data)")
+        return 0
+    if args.stage == "overlays":
+        run_overlays(args)
         return 0
     rows = run_losses(args) if args.stage == "losses" else run_transfer(args)
     print_table(

@@ -16,17 +16,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from models.data.masks import tile_origins
+
 
 def axis_starts(length: int, tile: int, stride: int) -> list[int]:
     """Start offsets along one axis (see the module docstring)."""
     if length < 1 or tile < 1 or stride < 1:
         raise ValueError(f"length, tile and stride must be >= 1, got {length}, {tile}, {stride}")
-    if length <= tile:
-        return [0]
-    starts = list(range(0, length - tile + 1, stride))
-    if starts[-1] != length - tile:
-        starts.append(length - tile)
-    return starts
+    return tile_origins(length, tile, stride)
 
 
 @dataclass(frozen=True)

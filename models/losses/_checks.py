@@ -79,6 +79,24 @@ def check_linear(
     return num_classes, feature_dim
 
 
+def check_augmented(
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    class_cov: torch.Tensor,
+    lam: float,
+    alpha: float,
+    reduction: str,
+) -> int:
+    """Check a modulated feature-augmentation call (IGMSDA, its exact form, GM); return C."""
+    num_classes, _ = check_linear(features, labels, weight, bias, class_cov)
+    check_lam(lam)
+    check_alpha(alpha)
+    check_reduction(reduction)
+    return num_classes
+
+
 def loss_dtype(*tensors: torch.Tensor) -> torch.dtype:
     """float32 for half-precision inputs (the loss never runs in fp16/bf16), else promoted."""
     dtype = tensors[0].dtype

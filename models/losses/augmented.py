@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -41,17 +42,9 @@ class AugmentedLoss(nn.Module):
         """The hyper-parameters to record with a run."""
         return {"lam0": self.lam0} | ({} if self.alpha0 is None else {"alpha0": self.alpha0})
 
-    def augmented_loss(
-        self,
-        features: torch.Tensor,
-        labels: torch.Tensor,
-        weight: torch.Tensor,
-        bias: torch.Tensor | None,
-        class_cov: torch.Tensor,
-        lam: float,
-        alpha: float,
-    ) -> torch.Tensor:
-        """The functional loss at the scheduled λ and α; see each subclass."""
+    def augmented_loss(self, *args: Any) -> torch.Tensor:
+        """The subclass's functional loss, called with (features, labels, weight, bias,
+        class_cov, λ, α) at the scheduled λ and α."""
         raise NotImplementedError
 
     def forward(

@@ -127,9 +127,11 @@ def class_pair_quadratic(weight: torch.Tensor, class_cov: torch.Tensor) -> torch
     return (torch.bmm(diff, cov) * diff).sum(-1)
 
 
-def _times_cov(rows: torch.Tensor, cov: torch.Tensor) -> torch.Tensor:
-    """rows[c] @ Σ_c for (C, R, F) rows and (C, F, F) covariances or (C, F) variances."""
-    return rows * cov.unsqueeze(1) if cov.dim() == 2 else torch.bmm(rows, cov)
+def _quadratic_forms(rows: torch.Tensor, class_cov: torch.Tensor) -> torch.Tensor:
+    """rows[c] Σ_c rows[c]ᵀ for (C, R, F) rows: (C, R, R); Σ_c full (C, F, F) or (C, F)."""
+    cov = class_cov.detach().to(rows.dtype)
+    left = rows * cov.unsqueeze(1) if cov.dim() == 2 else torch.bmm(rows, cov)
+    return torch.bmm(left, rows.transpose(1, 2))
 
 
 def class_pair_covariance(weight: torch.Tensor, class_cov: torch.Tensor) -> torch.Tensor:
@@ -145,9 +147,8 @@ def class_pair_covariance(weight: torch.Tensor, class_cov: torch.Tensor) -> torc
     Returns:
         (C, C, C) table, indexed [true class y, j, k].
     """
-    cov = class_cov.detach().to(weight.dtype)
     diff = weight.unsqueeze(0) - weight.unsqueeze(1)  # (C_y, C_j, F): w_j − w_y
-    return torch.bmm(_times_cov(diff, cov), diff.transpose(1, 2))
+    return _quadratic_forms(diff, class_cov)
 
 
 def class_logit_covariance(weight: torch.Tensor, class_cov: torch.Tensor) -> torch.Tensor:
@@ -160,6 +161,5 @@ def class_logit_covariance(weight: torch.Tensor, class_cov: torch.Tensor) -> tor
     Returns:
         (C, C, C) table, indexed [true class y, j, k].
     """
-    cov = class_cov.detach().to(weight.dtype)
-    rows = weight.unsqueeze(0).expand(cov.shape[0], -1, -1)  # (C_y, C, F)
-    return torch.bmm(_times_cov(rows, cov), rows.transpose(1, 2))
+    rows = weight.unsqueeze(0).expand(class_cov.shape[0], -1, -1)  # (C_y, C, F)
+    return _quadratic_forms(rows, class_cov)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from models.losses._checks import (
     check_alpha,
-    check_lam,
-    check_linear,
+    check_augmented,
     check_logits,
     check_reduction,
     loss_dtype,
@@ -95,10 +95,7 @@ def gm_sampled_loss(
         generator: optional torch.Generator on the features' device.
         reduction: "mean", "sum" or "none" (then shape (N,)).
     """
-    num_classes, _ = check_linear(features, labels, weight, bias, class_cov)
-    check_lam(lam)
-    check_alpha(alpha)
-    check_reduction(reduction)
+    num_classes = check_augmented(features, labels, weight, bias, class_cov, lam, alpha, reduction)
     if int(samples) != samples or samples < 1:
         raise ValueError(f"samples must be a positive integer, got {samples!r}")
     log_alpha = math.log(alpha)
@@ -143,15 +140,7 @@ class GMSampledLoss(AugmentedLoss):
         """The hyper-parameters to record with a run."""
         return super().hparams() | {"samples": float(self.samples)}
 
-    def augmented_loss(
-        self,
-        features: torch.Tensor,
-        labels: torch.Tensor,
-        weight: torch.Tensor,
-        bias: torch.Tensor | None,
-        class_cov: torch.Tensor,
-        lam: float,
-        alpha: float,
-    ) -> torch.Tensor:
+    def augmented_loss(self, *args: Any) -> torch.Tensor:
         """:func:`gm_sampled_loss` with S samples per tile."""
+        features, labels, weight, bias, class_cov, lam, alpha = args
         return gm_sampled_loss(features, labels, weight, bias, class_cov, lam, alpha, self.samples)

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from models.losses._checks import (
-    check_alpha,
-    check_lam,
-    check_linear,
-    check_reduction,
+    check_augmented,
     reduce,
 )
 from models.losses.augmented import AugmentedLoss
@@ -48,10 +46,7 @@ def igmsda_loss(
         alpha: modulation α > 0.
         reduction: "mean", "sum" or "none" (then shape (N,)).
     """
-    num_classes, _ = check_linear(features, labels, weight, bias, class_cov)
-    check_lam(lam)
-    check_alpha(alpha)
-    check_reduction(reduction)
+    num_classes = check_augmented(features, labels, weight, bias, class_cov, lam, alpha, reduction)
     log_alpha = math.log(alpha)
     with torch.autocast(features.device.type, enabled=False):
         margins, half_var = augmented_margins(features, labels, weight, bias, class_cov, lam)
@@ -65,25 +60,6 @@ def igmsda_loss(
 class IGMSDALoss(AugmentedLoss):
     """IGMSDA loss with its covariance estimator and the schedules λ = (t/T)·λ0, α = (t/T)·α0 + 1."""
 
-    def __init__(
-        self,
-        num_classes: int,
-        feature_dim: int,
-        lam0: float = 0.5,
-        alpha0: float = 2.5,
-        diagonal: bool = False,
-    ) -> None:
-        super().__init__(num_classes, feature_dim, lam0, alpha0, diagonal)
-
-    def augmented_loss(
-        self,
-        features: torch.Tensor,
-        labels: torch.Tensor,
-        weight: torch.Tensor,
-        bias: torch.Tensor | None,
-        class_cov: torch.Tensor,
-        lam: float,
-        alpha: float,
-    ) -> torch.Tensor:
+    def augmented_loss(self, *args: Any) -> torch.Tensor:
         """:func:`igmsda_loss`."""
-        return igmsda_loss(features, labels, weight, bias, class_cov, lam, alpha)
+        return igmsda_loss(*args)

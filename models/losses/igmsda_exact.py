@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from models.losses._checks import (
-    check_alpha,
-    check_lam,
-    check_linear,
-    check_reduction,
+    check_augmented,
     loss_dtype,
     reduce,
 )
@@ -75,20 +73,12 @@ def gm_expected_loss(
     antithetic scrambled-Sobol points beyond. At λ = 0 it is the GM loss itself.
     Computed in float32 (or float64) even for half-precision inputs.
 
-    Args:
-        features: (N, F) features a_i.
-        labels: (N,) int64 true classes y_i.
-        weight: (C, F) classifier weights W.
-        bias: (C,) or None.
-        class_cov: (C, F, F) or (C, F) diagonal class covariances; no gradient.
-        lam: augmentation strength λ >= 0.
-        alpha: modulation α > 0.
-        reduction: "mean", "sum" or "none" (then shape (N,)).
+    Args: as :func:`models.losses.igmsda_loss` (features (N, F), labels (N,), weight
+        (C, F), bias (C,) or None, class_cov (C, F, F) or (C, F), λ >= 0, α > 0, and
+        reduction "mean", "sum" or "none", then shape (N,)); the bound and this
+        expectation take the same arguments.
     """
-    num_classes, _ = check_linear(features, labels, weight, bias, class_cov)
-    check_lam(lam)
-    check_alpha(alpha)
-    check_reduction(reduction)
+    num_classes = check_augmented(features, labels, weight, bias, class_cov, lam, alpha, reduction)
     with torch.autocast(features.device.type, enabled=False):
         dtype = loss_dtype(features, weight)
         weight = weight.to(dtype)
@@ -111,25 +101,6 @@ def gm_expected_loss(
 class IGMSDAExactLoss(AugmentedLoss):
     """``igmsda-exact``: :func:`gm_expected_loss` with the estimator and schedules of IGMSDA."""
 
-    def __init__(
-        self,
-        num_classes: int,
-        feature_dim: int,
-        lam0: float = 0.5,
-        alpha0: float = 2.5,
-        diagonal: bool = False,
-    ) -> None:
-        super().__init__(num_classes, feature_dim, lam0, alpha0, diagonal)
-
-    def augmented_loss(
-        self,
-        features: torch.Tensor,
-        labels: torch.Tensor,
-        weight: torch.Tensor,
-        bias: torch.Tensor | None,
-        class_cov: torch.Tensor,
-        lam: float,
-        alpha: float,
-    ) -> torch.Tensor:
+    def augmented_loss(self, *args: Any) -> torch.Tensor:
         """:func:`gm_expected_loss`."""
-        return gm_expected_loss(features, labels, weight, bias, class_cov, lam, alpha)
+        return gm_expected_loss(*args)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -82,15 +84,6 @@ class ISDALoss(AugmentedLoss):
     ) -> None:
         super().__init__(num_classes, feature_dim, lam0, None, diagonal)
 
-    def augmented_loss(
-        self,
-        features: torch.Tensor,
-        labels: torch.Tensor,
-        weight: torch.Tensor,
-        bias: torch.Tensor | None,
-        class_cov: torch.Tensor,
-        lam: float,
-        alpha: float,
-    ) -> torch.Tensor:
-        """:func:`isda_loss`; α is not used."""
-        return isda_loss(features, labels, weight, bias, class_cov, lam)
+    def augmented_loss(self, *args: Any) -> torch.Tensor:
+        """:func:`isda_loss`; α (the last argument) is not used."""
+        return isda_loss(*args[:-1])

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from models.inference import InferenceConfig, Predictor
-from models.losses import igmsda_loss, isda_loss
+from models.losses import gm_expected_loss, igmsda_loss, isda_loss
 from tests.models.inference.test_predictor import constant_checkpoint
 from tests.models.test_losses import random_problem
 
@@ -19,7 +19,11 @@ pytestmark = [
 
 def test_losses_on_cuda_match_cpu_float64():
     x, y, w, b, cov = random_problem(64, 3, 32, seed=1, scale=3.0)
-    for fn in (lambda *a: isda_loss(*a, 2.0), lambda *a: igmsda_loss(*a, 2.0, 3.0)):
+    for fn in (
+        lambda *a: isda_loss(*a, 2.0),
+        lambda *a: igmsda_loss(*a, 2.0, 3.0),
+        lambda *a: gm_expected_loss(*a, 2.0, 3.0),
+    ):
         want = fn(x, y, w, b, cov)
         got = fn(
             *(t.float().cuda() if t.is_floating_point() else t.cuda() for t in (x, y, w, b, cov))

@@ -58,7 +58,7 @@ def source_of(name: str) -> str:
 
 
 def sample_split(samples: list[Sample], cap: int, seed: int) -> list[Sample]:
-    """At most `cap` tiles, drawn seeded and in proportion to each class."""
+    """At most `cap` tiles, drawn uniformly with the seed (classes keep their shares on average)."""
     if len(samples) <= cap:
         return samples
     g = torch.Generator().manual_seed(seed)

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     ckpt = load_checkpoint(args.checkpoint)
     data = load_labelled_set(
         args.data,
-        defect_classes=None if set(ckpt.classes) == {"crack", "no_crack"} else ckpt.defect_classes,
+        defect_classes=ckpt.defect_classes,  # where the set lacks them, its naming rule
         mask_tile=args.mask_tile or ckpt.tile_px or DEFAULT_MASK_TILE,
         partial=True,
     )

@@ -42,12 +42,13 @@ def load_masks_set(
     duplicates = 0
     for photo in listing.photos:
         try:
-            digest = hashlib.sha256(source.read(photo.image)).hexdigest()
+            data = source.read(photo.image)  # read once: hashed, then sized or decoded
+            digest = hashlib.sha256(data).hexdigest()
             if digest in seen:
                 duplicates += 1
                 continue
             mask = read_mask(source, photo.mask)
-            width, height = photo_size(source, photo.image, verify)
+            width, height = photo_size(data, verify)
         except (OSError, KeyError, ImageDecodeError) as exc:
             skipped.append((photo.image, f"unreadable photo or mask: {exc}"))
             continue

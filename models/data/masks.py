@@ -158,12 +158,13 @@ def read_mask(source: FileSource, name: str) -> np.ndarray:
     return np.asarray(image.convert("L"), dtype=np.uint8) > 127
 
 
-def photo_size(source: FileSource, name: str, verify: bool) -> tuple[int, int]:
-    """(width, height) of a photo, as stored (no EXIF rotation: masks are drawn on it)."""
+def photo_size(data: bytes, verify: bool) -> tuple[int, int]:
+    """(width, height) of a photo's bytes, as stored (no EXIF rotation: masks are drawn on
+    it); with verify the whole photo is decoded, else only its header is read."""
     if verify:
-        return decode_rgb(source.read(name), apply_exif=False).size
+        return decode_rgb(data, apply_exif=False).size
     try:
-        with Image.open(io.BytesIO(source.read(name))) as opened:
+        with Image.open(io.BytesIO(data)) as opened:
             return opened.size
     except Exception as exc:  # PIL raises many types for bad data
         raise ImageDecodeError(f"not a readable image: {exc}") from exc

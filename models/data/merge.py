@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 from models.data.labelled_set import load_labelled_set
@@ -90,18 +91,10 @@ def merge_sets(sets: list[LabelledSet]) -> LabelledSet:
         sum(s.duplicates_removed for s in sets),
         any(s.split_given for s in sets),
         tile_px=tile_sizes[0] if tile_sizes else None,
-        tile_counts=_sum_counts([s.tile_counts for s in sets]),
+        tile_counts=dict(sum((Counter(s.tile_counts) for s in sets), Counter())),
         parts=[s.summary() for s in sets],
     )
     return merged
-
-
-def _sum_counts(counts: list[dict[str, int]]) -> dict[str, int]:
-    total: dict[str, int] = {}
-    for c in counts:
-        for key, value in c.items():
-            total[key] = total.get(key, 0) + value
-    return total
 
 
 def load_labelled_sets(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import math
 from typing import Any
 
@@ -13,7 +14,7 @@ from models.losses.covariance import ClassCovariance
 from models.losses.schedules import alpha_schedule, lam_schedule
 
 
-class AugmentedLoss(nn.Module):
+class AugmentedLoss(nn.Module, abc.ABC):
     """A loss over ã ~ N(a, λ Σ_y), with its covariance estimator and the schedules.
 
     Each call folds the batch's detached features into the estimator, sets
@@ -42,10 +43,10 @@ class AugmentedLoss(nn.Module):
         """The hyper-parameters to record with a run."""
         return {"lam0": self.lam0} | ({} if self.alpha0 is None else {"alpha0": self.alpha0})
 
+    @abc.abstractmethod
     def augmented_loss(self, *args: Any) -> torch.Tensor:
         """The subclass's functional loss, called with (features, labels, weight, bias,
         class_cov, λ, α) at the scheduled λ and α."""
-        raise NotImplementedError
 
     def forward(
         self,

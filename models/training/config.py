@@ -39,6 +39,7 @@ class TrainConfig:
     weights: str | None = None  # None, "imagenet" or a torchvision weights file
     device: str = "auto"
     amp: bool = True  # CUDA only; the loss stays in float32
+    cpu_bf16: bool = False  # bf16 autocast on CPUs with native bf16 (AVX512-BF16, AMX)
     channels_last: bool = True
     num_workers: int = 0  # threads that decode the tiles once, before training (0: one per CPU)
     eval_batch_size: int = 256

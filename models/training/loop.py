@@ -72,7 +72,7 @@ def train_one_epoch(
         x = x.contiguous(memory_format=memory)
         y = labels.to(device, non_blocking=True)
         progress = min(1.0, (step0 + steps) / max(1, total_steps))
-        with autocast(device, config.amp):
+        with autocast(device, config.amp, config.cpu_bf16):
             features = model.forward_features(x)
         loss = criterion(features.float(), y, model.head, progress)
         optimizer.zero_grad(set_to_none=True)
@@ -94,14 +94,18 @@ def train_one_epoch(
 
 @torch.inference_mode()
 def predict_logits(
-    model: Classifier, images: torch.Tensor, device: torch.device, batch_size: int = 256
+    model: Classifier,
+    images: torch.Tensor,
+    device: torch.device,
+    batch_size: int = 256,
+    cpu_bf16: bool = False,
 ) -> torch.Tensor:
     """(N, 3, S, S) uint8 -> (N, C) float32 logits on the CPU."""
     model.eval()
     out = []
     for start in range(0, images.shape[0], batch_size):
         x = normalise(images[start : start + batch_size].to(device), IMAGENET_MEAN, IMAGENET_STD)
-        with autocast(device, True):
+        with autocast(device, True, cpu_bf16):
             out.append(model(x.contiguous(memory_format=torch.channels_last)).float().cpu())
     if not out:
         return torch.zeros(0, model.num_classes)
@@ -233,7 +237,9 @@ def fit(
             break
         seconds = time.perf_counter() - started
         val = evaluation_report(
-            predict_logits(model, tiles["val"][0], device, config.eval_batch_size),
+            predict_logits(
+                model, tiles["val"][0], device, config.eval_batch_size, config.cpu_bf16
+            ),
             tiles["val"][1],
             data.classes,
         )

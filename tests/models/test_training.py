@@ -161,3 +161,39 @@ def test_tile_storage_maps_a_file_that_is_gone_from_the_folder(tmp_path):
     images[4] = 7
     assert images.shape == (5, 3, 8, 8) and int(images[4].sum()) == 7 * 3 * 64
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cpu_bf16_autocast_only_where_the_cpu_has_bf16(monkeypatch):
+    from models import device as dev
+
+    cpu = torch.device("cpu")
+    assert dev.amp_dtype(cpu) is None  # float32 unless asked for
+    monkeypatch.setattr(dev, "cpu_has_native_bf16", lambda: True)
+    assert dev.amp_dtype(cpu, cpu_bf16=True) is torch.bfloat16
+    monkeypatch.setattr(dev, "cpu_has_native_bf16", lambda: False)
+    assert dev.amp_dtype(cpu, cpu_bf16=True) is None  # no bf16 units: float32, not slower bf16
+
+
+@pytest.mark.slow
+def test_cpu_bf16_training_runs_the_backbone_in_bf16_and_the_loss_in_float32(
+    tiny_set, monkeypatch
+):
+    from models import device as dev
+    from models.backbones import Classifier
+
+    monkeypatch.setattr(dev, "cpu_has_native_bf16", lambda: True)
+    seen: list[torch.dtype] = []
+    forward_features = Classifier.forward_features
+
+    def spy(self, x):
+        out = forward_features(self, x)
+        if self.training:
+            seen.append(out.dtype)
+        return out
+
+    monkeypatch.setattr(Classifier, "forward_features", spy)
+    data = load_labelled_set(tiny_set)
+    result = fit(tiny_config(epochs=1, device="cpu", cpu_bf16=True, loss="igmsda-exact"), data)
+    assert seen and set(seen) == {torch.bfloat16}
+    assert result.checkpoint.config["cpu_bf16"] is True
+    assert all(torch.isfinite(torch.tensor(h["train_loss"])) for h in result.history)

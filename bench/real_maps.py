@@ -12,6 +12,7 @@ threshold is chosen on validation; the table reports tile precision, recall and 
     python -m bench.real_maps --losses igmsda-exact # one row
     python -m bench.real_maps --stage transfer      # leave one crackmix source out, per source
     python -m bench.real_maps --stage overlays      # before / after overlays into docs/
+    python -m bench.real_maps --stage recipes --device cuda   # the recipe study (RECIPES)
 
 Targets: tile F1 >= 0.80 with at most 10% of crack-free tiles flagged, each training
 run within 30 minutes on 2 cores.
@@ -35,7 +36,7 @@ from models.training import TrainConfig, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
-SETS = {"ccic": SHARED / "ccic-dev", "cfd": SHARED / "cfd", "crackmix": SHARED / "crackmix"}
+SET_FOLDERS = {"ccic": "ccic-dev", "cfd": "cfd", "crackmix": "crackmix"}
 DOCS = ROOT / "docs"
 CACHE = ROOT / "bench" / "cache" / "real_maps"
 LOSSES = ("ce", "isda", "igmsda", "igmsda-exact")
@@ -49,6 +50,33 @@ CRACKMIX_SOURCES = (
     "noncrack",
 )
 TARGET_F1, TARGET_FALSE_ALARMS, TARGET_SECONDS = 0.80, 0.10, 1800.0
+# Training cost on the 2-core CPU, tiles per second (batch 64, forward and backward, median
+# of 5 steps; `python -m bench.real_maps --stage cpu-rates` measures it again).
+# The recipe study below runs on any device and reports the CPU seconds each recipe would
+# take, so that a GPU can search what fits the 30-minute CPU budget.
+RECIPES: dict[str, dict[str, Any]] = {
+    "today": {"epochs": 6, "train_tiles": 4000},
+    "r18-64-long": {"epochs": 12, "train_tiles": 12000},
+    "r18-64-long-lr0.05": {"epochs": 12, "train_tiles": 12000, "lr": 0.05},
+    "r18-96": {"epochs": 6, "train_tiles": 12000, "image_size": 96},
+    "r18-64-long-no-walls": {"epochs": 12, "train_tiles": 12000, "sets": ["cfd", "crackmix"]},
+    "mnv3l-128": {
+        "epochs": 7,
+        "train_tiles": 12000,
+        "image_size": 128,
+        "backbone": "mobilenet_v3_large",
+    },
+    "effb0-96": {
+        "epochs": 7,
+        "train_tiles": 12000,
+        "image_size": 96,
+        "backbone": "efficientnet_b0",
+    },
+    "r18-64-long-flip": {"epochs": 12, "train_tiles": 12000, "augment": "flip"},
+    "r18-64-long-exact": {"epochs": 12, "train_tiles": 12000, "losses": ["igmsda-exact"]},
+    "r18-64-long-isda": {"epochs": 12, "train_tiles": 12000, "losses": ["isda"]},
+    "r18-96-unbounded": {"epochs": 20, "train_tiles": 30000, "image_size": 96},
+}
 
 
 def source_of(name: str) -> str:
@@ -66,11 +94,37 @@ def sample_split(samples: list[Sample], cap: int, seed: int) -> list[Sample]:
     return [samples[i] for i in keep]
 
 
-def load_sets(seed: int, tile: int) -> dict[str, LabelledSet]:
+# Bare training speed on the 2-core CPU, tiles/s (batch 64, forward, backward and SGD step,
+# channels_last; median of 5 steps after a warm-up), by (backbone, image size). The full run
+# adds augmentation and validation: "today" trained 66k tiles in 456 s (145 tiles/s at 189).
+CPU_TRAIN_RATES = {
+    ("resnet18", 64): 189.0,
+    ("resnet18", 96): 88.0,
+    ("resnet18", 128): 44.0,
+    ("resnet34", 64): 111.0,
+    ("mobilenet_v3_large", 128): 105.0,
+    ("efficientnet_b0", 96): 116.0,
+}
+CPU_OVERHEAD = 456.0 / (66000 / 189.0)  # augmentation and validation, measured on "today"
+
+
+def set_paths(args: argparse.Namespace) -> dict[str, Path]:
+    return {name: Path(args.data) / SET_FOLDERS[name] for name in args.sets}
+
+
+def load_sets(args: argparse.Namespace) -> dict[str, LabelledSet]:
     return {
-        name: load_labelled_set(path, seed=seed, verify_images=False, mask_tile=tile)
-        for name, path in SETS.items()
+        name: load_labelled_set(path, seed=args.seed, verify_images=False, mask_tile=args.tile)
+        for name, path in set_paths(args).items()
     }
+
+
+def cpu_seconds_estimate(args: argparse.Namespace, train_tiles: int) -> float | None:
+    """What training this recipe would take on the 2-core CPU (None: rate not measured)."""
+    rate = CPU_TRAIN_RATES.get((args.backbone, args.image_size))
+    if rate is None:
+        return None
+    return CPU_OVERHEAD * args.epochs * train_tiles / rate
 
 
 def study_set(
@@ -82,7 +136,8 @@ def study_set(
     of them, whatever their split, are the test split.
     """
     parts = []
-    for index, (name, data) in enumerate(sets.items()):
+    for name, data in sets.items():
+        index = list(SET_FOLDERS).index(name)  # the sampling seed stays with the set
         splits = dict(data.splits)
         if name == "crackmix" and held_out is not None:
             every = [s for v in data.splits.values() for s in v]
@@ -125,20 +180,21 @@ def row_of(label: str, ckpt: Checkpoint, seconds: float) -> dict[str, Any]:
 
 def config_for(loss: str, args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
-        backbone="resnet18",
+        backbone=args.backbone,
         loss=loss,
         epochs=args.epochs,
         image_size=args.image_size,
         batch_size=64,
         lr=args.lr,
         seed=args.seed,
-        device="cpu",
+        device=args.device,
         augment=args.augment,
+        cpu_bf16=args.cpu_bf16,
     )
 
 
 def run_losses(args: argparse.Namespace) -> list[dict[str, Any]]:
-    sets = load_sets(args.seed, args.tile)
+    sets = load_sets(args)
     data = study_set(sets, args)
     counts = data.counts()
     print(f"training tiles {counts['train']}, val {counts['val']}, test {counts['test']}")
@@ -147,6 +203,7 @@ def run_losses(args: argparse.Namespace) -> list[dict[str, Any]]:
         ckpt, seconds = train(config_for(loss, args), data)
         rows.append(row_of(loss, ckpt, seconds))
         print(f"{loss}: {rows[-1]}", flush=True)
+        write_results("real_maps", {"settings": vars(args), "rows": rows, "partial": True})
         if args.keep_models:
             CACHE.mkdir(parents=True, exist_ok=True)
             from models.checkpoint import save_checkpoint
@@ -155,8 +212,44 @@ def run_losses(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
+def run_recipes(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Each recipe of RECIPES (or --recipes), with its estimated CPU training time.
+
+    Results are written after every recipe, so a run cut short keeps what it measured.
+    """
+    loaded: dict[tuple[str, ...], dict[str, LabelledSet]] = {}
+    rows: list[dict[str, Any]] = []
+    for label in args.recipes or list(RECIPES):
+        recipe = argparse.Namespace(**{**vars(args), **RECIPES[label]})
+        key = tuple(recipe.sets)
+        if key not in loaded:
+            loaded[key] = load_sets(recipe)
+        data = study_set(loaded[key], recipe)
+        n_train = len(data.splits["train"])
+        for loss in recipe.losses:
+            ckpt, seconds = train(config_for(loss, recipe), data)
+            row = row_of(f"{label} {loss}", ckpt, seconds)
+            row["settings"] = {k: RECIPES[label].get(k, getattr(args, k)) for k in RECIPE_KEYS}
+            row["train_tiles"] = n_train
+            estimate = cpu_seconds_estimate(recipe, n_train)
+            row["cpu_seconds_estimate"] = estimate
+            row["meets_targets"] = bool(
+                row["tile_f1"] >= TARGET_F1
+                and row["false_alarm_rate"] <= TARGET_FALSE_ALARMS
+                and estimate is not None
+                and estimate <= TARGET_SECONDS
+            )
+            rows.append(row)
+            print(f"{label} {loss}: {row}", flush=True)
+            write_results("real_maps_recipes", {"rows": rows, "settings": vars(args)})
+    return rows
+
+
+RECIPE_KEYS = ("sets", "backbone", "image_size", "epochs", "train_tiles", "lr", "augment")
+
+
 def run_transfer(args: argparse.Namespace) -> list[dict[str, Any]]:
-    sets = load_sets(args.seed, args.tile)
+    sets = load_sets(args)
     rows = []
     for source in CRACKMIX_SOURCES:
         data = study_set(sets, args, held_out=source)
@@ -180,7 +273,7 @@ def run_overlays(args: argparse.Namespace) -> list[dict[str, Any]]:
     if not after_path.is_file():
         raise SystemExit(f"{after_path} is missing: run `--losses {args.losses[0]} --keep-models`")
     after = load_checkpoint(after_path)
-    sets = load_sets(args.seed, args.tile)
+    sets = load_sets(args)
     walls = sets["ccic"]
     before_config = dataclasses.replace(
         config_for("igmsda", args), epochs=3, augment="flip", lr_milestones=[]
@@ -192,7 +285,7 @@ def run_overlays(args: argparse.Namespace) -> list[dict[str, Any]]:
     for label, ckpt, tile in (("before", before, None), ("after", after, None)):
         predictor = Predictor(ckpt)
         for index, name in enumerate(photos):
-            image = Image.open(SETS["cfd"] / name).convert("RGB")
+            image = Image.open(set_paths(args)["cfd"] / name).convert("RGB")
             crack_map = predictor.inspect_image(image, tile, None if tile is None else tile // 2)
             path = DOCS / f"real_maps_{label}_{index}.png"
             path.write_bytes(render_overlay(image, crack_map))
@@ -203,27 +296,45 @@ def run_overlays(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--stage", choices=("losses", "transfer", "overlays"), default="losses")
+    parser.add_argument(
+        "--stage", choices=("losses", "transfer", "overlays", "recipes"), default="losses"
+    )
+    parser.add_argument("--recipes", nargs="+", choices=list(RECIPES), help="--stage recipes")
+    parser.add_argument("--data", default=str(SHARED), help="folder holding the three sets")
+    parser.add_argument("--sets", nargs="+", choices=list(SET_FOLDERS), default=list(SET_FOLDERS))
+    parser.add_argument("--backbone", default="resnet18")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    parser.add_argument(
+        "--cpu-bf16",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="bf16 autocast when the CPU has native bf16 (AVX512-BF16, AMX); fp32 elsewhere",
+    )
     parser.add_argument("--overlays", type=int, default=2, help="photos drawn by --stage overlays")
-    parser.add_argument("--losses", nargs="+", choices=LOSSES, default=list(LOSSES))
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument(
+        "--losses", nargs="+", choices=LOSSES, help="default: all four; ce for --stage recipes"
+    )
+    parser.add_argument("--epochs", type=int, default=14)
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--tile", type=int, default=64, help="mask tile side in photo pixels")
-    parser.add_argument("--train-tiles", type=int, default=6000, help="per set, sampled")
+    parser.add_argument("--train-tiles", type=int, default=12000, help="per set, sampled")
     parser.add_argument("--val-tiles", type=int, default=1500, help="per set, sampled")
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--augment", default="survey", choices=("none", "flip", "survey"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep-models", action="store_true", help="save to bench/cache/real_maps")
     args = parser.parse_args(argv)
-    missing = [str(p) for p in SETS.values() if not p.is_dir()]
+    if args.losses is None:
+        args.losses = ["ce"] if args.stage == "recipes" else list(LOSSES)
+    missing = [str(p) for p in set_paths(args).values() if not p.is_dir()]
     if missing:
         print(f"skipped: {', '.join(missing)} absent (the real photos live in ../shared/data)")
         return 0
     if args.stage == "overlays":
         run_overlays(args)
         return 0
-    rows = run_losses(args) if args.stage == "losses" else run_transfer(args)
+    runs = {"losses": run_losses, "transfer": run_transfer, "recipes": run_recipes}
+    rows = runs[args.stage](args)
     print_table(
         [
             "run",
@@ -234,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
             "threshold",
             "raw ECE",
             "train s",
+            "CPU s (est.)",
             "targets",
         ],
         [
@@ -246,13 +358,16 @@ def main(argv: list[str] | None = None) -> int:
                 r["threshold"],
                 r["raw_ece"],
                 r["train_seconds"],
+                r.get("cpu_seconds_estimate", r["train_seconds"]),
                 "met" if r["meets_targets"] else "missed",
             ]
             for r in rows
         ],
     )
     command = "python -m bench.real_maps " + " ".join(argv if argv is not None else sys.argv[1:])
-    name = "real_maps" if args.stage == "losses" else "real_maps_transfer"
+    name = {"losses": "real_maps", "transfer": "real_maps_transfer"}.get(
+        args.stage, "real_maps_recipes"
+    )
     path = write_results(
         name,
         {

@@ -237,9 +237,7 @@ def fit(
             break
         seconds = time.perf_counter() - started
         val = evaluation_report(
-            predict_logits(
-                model, tiles["val"][0], device, config.eval_batch_size, config.cpu_bf16
-            ),
+            predict_logits(model, tiles["val"][0], device, config.eval_batch_size, config.cpu_bf16),
             tiles["val"][1],
             data.classes,
         )

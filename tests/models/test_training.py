@@ -175,9 +175,7 @@ def test_cpu_bf16_autocast_only_where_the_cpu_has_bf16(monkeypatch):
 
 
 @pytest.mark.slow
-def test_cpu_bf16_training_runs_the_backbone_in_bf16_and_the_loss_in_float32(
-    tiny_set, monkeypatch
-):
+def test_cpu_bf16_training_runs_the_backbone_in_bf16_and_the_loss_in_float32(tiny_set, monkeypatch):
     from models import device as dev
     from models.backbones import Classifier
 

@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     blob_chunk_bytes: int = Field(1 << 20, description="chunk size of stored files")
     job_max_attempts: int = Field(3, description="a training job is failed after this many starts")
     job_lease_s: float = Field(120.0, description="a running job whose heartbeat is older is stale")
+    job_requeue_s: float = Field(
+        1800.0,
+        description="a job still queued this long after it was sent is sent again (a message "
+        "the broker lost); a duplicate is harmless, as claiming a job is atomic",
+    )
     job_soft_time_limit_s: int = Field(
         48 * 3600, description="soft time limit of one training task"
     )

@@ -24,23 +24,39 @@ log = logging.getLogger("crackscan.reaper")
 
 
 def orphaned_jobs(settings: Settings) -> list[str]:
-    """Ids of jobs to re-send now; marks them as enqueued."""
+    """Ids of jobs to send (again) now, oldest first.
+
+    - queued, never handed to the broker (it was down when the job was created);
+    - queued, sent longer ago than job_requeue_s (the broker lost the message);
+    - running with a heartbeat older than the lease (its worker died).
+    """
     now = utcnow()
     stale = now - timedelta(seconds=settings.job_lease_s)
+    lost = now - timedelta(seconds=settings.job_requeue_s)
     with transaction(settings.db_url) as session:
-        rows = session.scalars(
-            select(TrainingJob).where(
-                or_(
-                    (TrainingJob.status == "queued") & TrainingJob.enqueued_at.is_(None),
-                    (TrainingJob.status == "running")
-                    & or_(TrainingJob.heartbeat_at.is_(None), TrainingJob.heartbeat_at < stale)
-                    & or_(TrainingJob.enqueued_at.is_(None), TrainingJob.enqueued_at < stale),
+        return list(
+            session.scalars(
+                select(TrainingJob.id)
+                .where(
+                    or_(
+                        (TrainingJob.status == "queued")
+                        & or_(TrainingJob.enqueued_at.is_(None), TrainingJob.enqueued_at < lost),
+                        (TrainingJob.status == "running")
+                        & or_(TrainingJob.heartbeat_at.is_(None), TrainingJob.heartbeat_at < stale)
+                        & or_(TrainingJob.enqueued_at.is_(None), TrainingJob.enqueued_at < stale),
+                    )
                 )
+                .order_by(TrainingJob.created_at)
             )
-        ).all()
-        for row in rows:
-            row.enqueued_at = now
-        return [row.id for row in rows]
+        )
+
+
+def mark_sent(settings: Settings, job_id: str) -> None:
+    """Record that the broker took the job's message (only after it did)."""
+    with transaction(settings.db_url) as session:
+        row = session.get(TrainingJob, job_id)
+        if row is not None:
+            row.enqueued_at = utcnow()
 
 
 class Reaper:
@@ -58,11 +74,28 @@ class Reaper:
         self._stop.set()
 
     def sweep(self) -> list[str]:
-        ids = orphaned_jobs(self.settings)
-        for job_id in ids:
-            log.warning("re-sending training job %s (no live worker holds it)", job_id)
-            self.app.send_task(TRAINING_RUN, args=[job_id], queue=TRAINING_QUEUE)
-        return ids
+        """Send each orphaned job; returns the ids the broker took.
+
+        A job is marked as sent only after send_task returned, so a broker that is
+        down leaves it to the next sweep instead of stranding it.
+        """
+        sent = []
+        for job_id in orphaned_jobs(self.settings):
+            log.warning("sending training job %s (no live worker holds it)", job_id)
+            try:
+                self.app.send_task(
+                    TRAINING_RUN,
+                    args=[job_id],
+                    queue=TRAINING_QUEUE,
+                    retry=True,
+                    retry_policy={"max_retries": 1, "interval_start": 0.2},
+                )
+            except Exception as exc:  # broker down: the next sweep tries again
+                log.warning("could not send job %s (broker unreachable?): %s", job_id, exc)
+                break
+            mark_sent(self.settings, job_id)
+            sent.append(job_id)
+        return sent
 
     def _loop(self) -> None:
         while not self._stop.is_set():

@@ -6,18 +6,19 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from app.auth import ReadScope, TrainScope
 from app.deps import SessionDep
 from app.routes.common import get_or_404, paginate
 from app.schemas.api import EpochRead, JobCreate, JobRead, Page
-from core.errors import Conflict, Unprocessable
+from core.errors import Conflict, ServiceUnavailable, Unprocessable
 from core.tables import Dataset, EpochMetric, NetworkModel, TrainingJob, utcnow
 from models.data.merge import reconcile_classes
 from models.training import TrainConfig
 
 router = APIRouter(prefix="/v1/jobs", tags=["training jobs"])
+ENQUEUE_RETRY_AFTER_S = 30  # when the broker is down
 
 
 def job_read(session: object, row: TrainingJob, with_epochs: bool = True) -> JobRead:
@@ -69,9 +70,16 @@ def create_job(body: JobCreate, request: Request) -> JSONResponse:
         session.add(job)
         session.flush()
         job_id = job.id
-    if request.app.state.jobs.enqueue(job_id):  # after the commit: the worker reads the row
+    # After the commit, since the worker reads the row.
+    if not request.app.state.jobs.enqueue(job_id):
         with request.app.state.sessions.begin() as session:
-            get_or_404(session, TrainingJob, job_id, "job").enqueued_at = utcnow()
+            session.execute(delete(TrainingJob).where(TrainingJob.id == job_id))
+        raise ServiceUnavailable(
+            "the job queue (broker) cannot be reached; the job was not stored, submit it again",
+            headers={"Retry-After": str(ENQUEUE_RETRY_AFTER_S)},
+        )
+    with request.app.state.sessions.begin() as session:
+        get_or_404(session, TrainingJob, job_id, "job").enqueued_at = utcnow()
     with request.app.state.sessions() as session:
         row = get_or_404(session, TrainingJob, job_id, "job")
         content = job_read(session, row).model_dump(mode="json")

@@ -24,7 +24,7 @@ class JobQueue:
         return self._celery
 
     def enqueue(self, job_id: str) -> bool:
-        """Send training.run; False when the broker cannot be reached (the worker's reaper re-sends)."""
+        """Send training.run; False when the broker cannot be reached (the caller answers 503)."""
         try:
             self.celery.send_task(
                 TRAINING_RUN,
@@ -34,6 +34,6 @@ class JobQueue:
                 retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
             )
             return True
-        except Exception as exc:  # broker down: the job row stays queued
+        except Exception as exc:  # broker down
             log.warning("could not enqueue job %s: %s", job_id, exc)
             return False

@@ -20,7 +20,7 @@ from core.blobs import delete_blob, store_file
 from core.errors import Conflict, PayloadTooLarge, Unprocessable
 from core.tables import Inspection
 from models.imageio import ImageDecodeError
-from models.inference import ImageTooLargeError, make_grid, probe
+from models.inference import ImageTooLargeError, check_complete, make_grid, probe
 
 router = APIRouter(prefix="/v1/inspections", tags=["inspections"])
 
@@ -57,6 +57,7 @@ async def create_inspection(
         async with spooled(image, settings.max_upload_mb << 20, "image") as path:
             try:
                 _, width, height = probe(path, settings.max_image_pixels)
+                await asyncio.to_thread(check_complete, path)
             except ImageTooLargeError as exc:
                 raise PayloadTooLarge(str(exc), field="image") from exc
             except ImageDecodeError as exc:

@@ -4,6 +4,7 @@ from models.inference.crackmap import CrackMap, TileResult, cell_heatmap, geojso
 from models.inference.intake import (
     DEFAULT_MAX_PIXELS,
     ImageTooLargeError,
+    check_complete,
     open_image,
     probe,
     read_image,
@@ -21,6 +22,7 @@ __all__ = [
     "TileGrid",
     "TileResult",
     "axis_starts",
+    "check_complete",
     "cell_heatmap",
     "geojson",
     "make_grid",

@@ -44,6 +44,33 @@ def probe(data: bytes | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str
     return fmt, width, height
 
 
+def check_complete(data: bytes | Path) -> None:
+    """Decode all the pixel data once, cheaply, so a truncated or corrupt file is refused
+    before anything is stored. JPEG is decoded at 1/8 scale (libjpeg still reads every
+    entropy-coded byte); PNG and TIFF in full, and PNG's chunk checksums are verified.
+    Formats without checksums (JPEG data, raw TIFF strips) can hide flipped bytes: those
+    decode as wrong pixels, which no reader can tell. Call probe() first: it bounds the size.
+
+    Raises:
+        ImageDecodeError: the file ends early or its data is corrupt.
+    """
+
+    def opened() -> Image.Image:
+        return Image.open(data if isinstance(data, Path) else io.BytesIO(data))
+
+    try:
+        with opened() as image:
+            if image.format in ("JPEG", "MPO"):
+                image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
+            image.load()
+            checksummed = image.format == "PNG"
+        if checksummed:  # every chunk's CRC, up to IEND (load() stops at the last pixel row)
+            with opened() as image:
+                image.verify()
+    except Exception as exc:
+        raise ImageDecodeError(f"the image is truncated or corrupt: {exc}") from exc
+
+
 def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Decode to an 8-bit RGB PIL image as people see it (EXIF orientation applied).
 

@@ -166,6 +166,30 @@ def test_bad_inspections_store_nothing(api, tmp_path):
     assert (count(url, Blob), count(url, Inspection)) == (blobs, rows)
 
 
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "TIFF"])
+def test_truncated_or_corrupt_photos_get_422_and_store_nothing(api, tmp_path, fmt):
+    """Never a map of pixels that were not in the photo (#13 item 4)."""
+    url = api.settings.db_url
+    import_and_activate(api, tmp_path)
+    whole = photo_bytes(640, 480, fmt)
+    blobs, rows = count(url, Blob), count(url, Inspection)
+    middle = len(whole) // 2
+    corrupt = whole[:middle] + bytes(b ^ 0x5A for b in whole[middle : middle + 64])
+    corrupt += whole[middle + 64 :]
+    for label, data in (
+        ("end cut off", whole[: len(whole) - 16]),
+        ("half cut off", whole[:middle]),
+        ("bytes flipped", corrupt),
+    ):
+        if fmt != "PNG" and label == "bytes flipped":
+            continue  # JPEG data and raw TIFF strips have no checksum: flipped bytes decode
+        files = {"image": (f"a.{fmt.lower()}", data, "application/octet-stream")}
+        reply = api.client.post("/v1/inspections", files=files, headers=api.headers("inspect"))
+        assert reply.status_code == 422, (label, reply.status_code, reply.text)
+        assert reply.json()["error"]["field"] == "image", label
+    assert (count(url, Blob), count(url, Inspection)) == (blobs, rows)
+
+
 def test_pixel_cap_and_full_queue(api_factory, tmp_path):
     small = api_factory(max_image_pixels=10_000)
     import_and_activate(small, tmp_path)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
+from fastapi import Query
 from fastapi.responses import StreamingResponse
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -13,6 +14,10 @@ from core.blobs import iter_chunks
 from core.errors import NotFound
 
 T = TypeVar("T")
+
+MAX_OFFSET = 1_000_000_000  # far past any real list; keeps OFFSET inside a 64-bit integer
+Limit = Annotated[int, Query(ge=1, le=200, description="items per page")]
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="items to skip")]
 
 
 def get_or_404(session: Session, table: type[T], item_id: str, what: str) -> T:

@@ -6,12 +6,12 @@ import asyncio
 import zipfile
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
+from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from sqlalchemy import select
 
 from app.auth import ReadScope, TrainScope
 from app.deps import SessionDep, SettingsDep
-from app.routes.common import get_or_404, paginate
+from app.routes.common import Limit, Offset, get_or_404, paginate
 from app.schemas.api import DatasetRead, Page
 from app.services.uploads import spooled
 from core.blobs import delete_blob, store_file
@@ -75,8 +75,8 @@ async def create_dataset(
 @router.get("", dependencies=[ReadScope], response_model=Page[DatasetRead])
 def list_datasets(
     session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 50,
+    offset: Offset = 0,
 ) -> Page[DatasetRead]:
     rows, total = paginate(
         session, select(Dataset).order_by(Dataset.created_at.desc(), Dataset.id), limit, offset

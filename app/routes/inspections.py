@@ -7,13 +7,13 @@ import contextlib
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
+from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
 from sqlalchemy import select
 
 from app.auth import InspectScope, ReadScope
 from app.deps import RegistryDep, RunnerDep, SessionDep, SettingsDep
-from app.routes.common import blob_response, get_or_404, paginate
+from app.routes.common import Limit, Offset, blob_response, get_or_404, paginate
 from app.schemas.api import InspectionRead, Page
 from app.services.uploads import spooled
 from core.blobs import delete_blob, store_file
@@ -113,8 +113,8 @@ def list_inspections(
     status: Literal["queued", "running", "succeeded", "failed"] | None = None,
     created_after: datetime | None = None,
     created_before: datetime | None = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 50,
+    offset: Offset = 0,
 ) -> Page[InspectionRead]:
     query = select(Inspection).order_by(Inspection.created_at.desc(), Inspection.id)
     if status:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import delete, select
 
 from app.auth import ReadScope, TrainScope
 from app.deps import SessionDep
-from app.routes.common import get_or_404, paginate
+from app.routes.common import Limit, Offset, get_or_404, paginate
 from app.schemas.api import EpochRead, JobCreate, JobRead, Page
 from core.errors import Conflict, ServiceUnavailable, Unprocessable
 from core.tables import Dataset, EpochMetric, NetworkModel, TrainingJob, utcnow
@@ -91,8 +91,8 @@ def create_job(body: JobCreate, request: Request) -> JSONResponse:
 def list_jobs(
     session: SessionDep,
     status: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 50,
+    offset: Offset = 0,
 ) -> Page[JobRead]:
     query = select(TrainingJob).order_by(TrainingJob.created_at.desc(), TrainingJob.id)
     if status:

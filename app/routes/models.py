@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 
 from app.auth import AdminScope, ReadScope
 from app.deps import RegistryDep, SessionDep, SettingsDep
-from app.routes.common import blob_response, get_or_404, paginate
+from app.routes.common import Limit, Offset, blob_response, get_or_404, paginate
 from app.schemas.api import ModelRead, Page
 from app.services.uploads import spooled
 from core.blobs import store_file
@@ -25,8 +25,8 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
 @router.get("", dependencies=[ReadScope], response_model=Page[ModelRead])
 def list_models(
     session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 50,
+    offset: Offset = 0,
 ) -> Page[ModelRead]:
     query = select(NetworkModel).order_by(NetworkModel.created_at.desc(), NetworkModel.id)
     rows, total = paginate(session, query, limit, offset)

@@ -375,3 +375,30 @@ def test_unknown_routes_and_methods_use_the_error_shape(api):
     assert_error(api.client.get("/v1/nothing-here"), 404)
     assert_error(api.client.put("/healthz"), 405)
     assert api.client.get("/openapi.json").json()["info"]["title"] == "crackscan"
+
+
+def test_every_time_is_utc_with_its_offset_and_pages_are_bounded(api, tmp_path):
+    """RFC 3339 date-times on every database (#13 item 17); huge offsets are a 422, not a 500."""
+    from datetime import datetime, timedelta
+
+    import_and_activate(api, tmp_path)
+    files = {"image": ("a.jpg", photo_bytes(), "image/jpeg")}
+    reply = api.client.post("/v1/inspections", files=files, headers=api.headers("inspect"))
+    assert reply.status_code in (201, 202), reply.text
+    stamps = []
+    for path in ("/v1/inspections", "/v1/models"):
+        for item in api.client.get(path, headers=api.headers("read")).json()["items"]:
+            stamps += [v for k, v in item.items() if k.endswith("_at") and v is not None]
+    assert len(stamps) >= 3
+    for stamp in stamps:
+        assert stamp.endswith("Z") or stamp[-6] in "+-", stamp
+        assert datetime.fromisoformat(stamp).utcoffset() == timedelta(0), stamp
+    for path in ("/v1/jobs", "/v1/inspections", "/v1/models", "/v1/datasets"):
+        huge = api.client.get(
+            f"{path}?offset=157544251628035125930326103162880", headers=api.headers("read")
+        )
+        assert_error(huge, 422, "offset")
+        assert (
+            api.client.get(f"{path}?offset=1000000000", headers=api.headers("read")).json()["items"]
+            == []
+        )

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     blob_chunk_bytes: int = Field(1 << 20, description="chunk size of stored files")
     job_max_attempts: int = Field(3, description="a training job is failed after this many starts")
     job_lease_s: float = Field(120.0, description="a running job whose heartbeat is older is stale")
+    worker_stop_grace_s: float = Field(
+        30.0, description="on stop, how long serve waits for its embedded worker's running epoch"
+    )
     job_requeue_s: float = Field(
         1800.0,
         description="a job still queued this long after it was sent is sent again (a message "

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
+import ctypes.util
+import os
 import signal
 import subprocess
 import sys
@@ -65,6 +69,9 @@ def run_serve(args: argparse.Namespace) -> int:
             f"{settings.broker_folder}",
             file=sys.stderr,
         )
+    # uvicorn shuts down on SIGTERM, then raises it again with the handler found before:
+    # the default one would end this process before `finally` stops the worker.
+    previous = signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         uvicorn.run(
             create_app(settings),
@@ -73,10 +80,17 @@ def run_serve(args: argparse.Namespace) -> int:
             log_level="info",
             access_log=not args.no_access_log,
         )
+    except KeyboardInterrupt:  # SIGINT, raised again the same way
+        pass
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if worker is not None:
-            stop_worker(worker)
+            stop_worker(worker, settings.worker_stop_grace_s)
     return 0
+
+
+def _exit_on_signal(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 def worker_command(concurrency: int, loglevel: str = "info") -> list[str]:
@@ -99,22 +113,43 @@ def worker_command(concurrency: int, loglevel: str = "info") -> list[str]:
     ]
 
 
+def _die_with_parent() -> None:
+    """In the worker, before exec: its own process group, and SIGTERM if serve dies
+    (even by kill -9), so a worker never outlives the server that started it."""
+    os.setsid()
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG (Linux)
+
+
 def start_worker(concurrency: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(worker_command(concurrency))
+    return subprocess.Popen(worker_command(concurrency), preexec_fn=_die_with_parent)
 
 
-def stop_worker(process: subprocess.Popen[bytes]) -> None:
-    process.send_signal(
-        signal.SIGTERM
-    )  # warm shutdown: the running task's lease goes stale and resumes later
+def stop_worker(process: subprocess.Popen[bytes], grace_s: float = 30.0) -> None:
+    """Warm shutdown: a running epoch may finish within grace_s (its job resumes later from
+    its last checkpoint); then the worker's whole process group is killed and reaped."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
     try:
-        process.wait(timeout=30)
+        process.wait(timeout=grace_s)
     except subprocess.TimeoutExpired:
-        process.kill()
+        print(f"the worker did not stop within {grace_s:.0f} s: killing it", file=sys.stderr)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)  # its pool processes too
+    process.wait()
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    return subprocess.call(worker_command(args.concurrency, args.loglevel))
+    """Become the Celery worker (exec): signals reach it directly, and no wrapper is left
+    behind to die while the worker runs on."""
+    command = worker_command(args.concurrency, args.loglevel)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(command[0], command)
+    return 0  # not reached
 
 
 def run_upgrade(args: argparse.Namespace) -> int:

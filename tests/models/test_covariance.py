@@ -75,6 +75,9 @@ def test_estimator_ignores_gradients_and_rejects_bad_shapes():
 
 @pytest.mark.slow
 def test_class_pair_term_never_builds_an_n_by_c_by_f_by_f_tensor():
+    """Peak RSS over the first loss step, from a baseline taken before it (a warm-up of the
+    same code before the baseline would hide any growth). A control allocation of 1 GiB
+    afterwards shows the measurement sees what it is looking for."""
     # An N x C x F x F float32 tensor at N = 64, C = 2, F = 2048 would be 2 GiB.
     script = textwrap.dedent(
         """
@@ -86,14 +89,16 @@ def test_class_pair_term_never_builds_an_n_by_c_by_f_by_f_tensor():
         loss_fn = IGMSDALoss(c, f)
         x = torch.randn(n, f, requires_grad=True)
         y = torch.arange(n) % c
-        loss_fn(x, y, head, 0.5).backward()  # warm-up: allocator, kernels
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+        before = peak()
         for _ in range(3):
             loss_fn(x, y, head, 0.5).backward()
-        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        print((after - before) // 1024)
+        after = peak()
+        control = torch.ones(256 << 20)  # 1 GiB of float32, touched
+        print(after - before, peak() - after)
         """
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
-    growth_mib = int(out.stdout.strip().splitlines()[-1])
+    growth_mib, control_mib = map(int, out.stdout.strip().splitlines()[-1].split())
+    assert control_mib > 600, f"the RSS measurement missed a 1 GiB allocation ({control_mib} MiB)"
     assert growth_mib < 400, f"peak RSS grew by {growth_mib} MiB"

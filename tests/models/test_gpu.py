@@ -8,7 +8,7 @@ import torch
 
 from models.inference import InferenceConfig, Predictor
 from models.losses import gm_expected_loss, igmsda_loss, isda_loss
-from tests.models.inference.test_predictor import constant_checkpoint
+from tests.models.inference.test_predictor import random_checkpoint
 from tests.models.test_losses import random_problem
 
 pytestmark = [
@@ -33,15 +33,22 @@ def test_losses_on_cuda_match_cpu_float64():
 
 
 def test_bf16_inference_agrees_with_cpu():
-    image = np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8)
-    ckpt = constant_checkpoint([0.3, -0.2])
-    cpu = Predictor(ckpt, InferenceConfig(device="cpu")).inspect_array(image)
-    gpu = Predictor(ckpt, InferenceConfig(device="cuda", amp=True)).inspect_array(image)
-    assert [t.defect for t in gpu.tiles] == [t.defect for t in cpu.tiles]
-    assert (
-        max(abs(a.defect_prob - b.defect_prob) for a, b in zip(gpu.tiles, cpu.tiles, strict=True))
-        < 1e-2
+    """A head that reads the features (a zero head made the logits its bias, whatever the
+    bf16 features were, so the old test could not fail)."""
+    image = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    ckpt = random_checkpoint()
+    cpu = Predictor(ckpt, InferenceConfig(device="cpu")).inspect_array(image, tile=32, stride=16)
+    gpu = Predictor(ckpt, InferenceConfig(device="cuda", amp=True)).inspect_array(
+        image, tile=32, stride=16
     )
+    cpu_probs = np.array([t.defect_prob for t in cpu.tiles])
+    gpu_probs = np.array([t.defect_prob for t in gpu.tiles])
+    assert cpu_probs.std() > 0.05, "the features must move the probabilities"
+    agree = np.mean([a.defect == b.defect for a, b in zip(gpu.tiles, cpu.tiles, strict=True)])
+    # A random net with a scaled head is touchier than a trained one: on the CPU, bf16
+    # autocast gave 98.9% agreement and a largest difference of 0.062 on this image.
+    assert agree >= 0.98, agree
+    assert np.abs(gpu_probs - cpu_probs).max() < 0.1
 
 
 def test_amp_training_step_runs_with_fp32_loss(tiny_set):

@@ -39,6 +39,20 @@ def constant_checkpoint(bias: list[float], temperature: float = 1.0) -> Checkpoi
     )
 
 
+def random_checkpoint(seed: int = 0, head_scale: float = 20.0) -> Checkpoint:
+    """A randomly initialised resnet18 whose head reads the features: every tile differs.
+
+    The head is scaled up so that the crack probabilities spread over (0, 1), not all ~0.5.
+    """
+    torch.manual_seed(seed)
+    model = build_classifier("resnet18", 2)
+    with torch.no_grad():
+        model.head.weight.mul_(head_scale)
+    ckpt = constant_checkpoint([0.0, 0.0])
+    ckpt.model_state = model.state_dict()
+    return ckpt
+
+
 def test_constant_predictor_gives_the_expected_grid_and_heatmap():
     predictor = Predictor(
         constant_checkpoint([1.0, 0.0, -1.0], temperature=2.0), InferenceConfig(batch_size=5)

@@ -14,8 +14,10 @@ from core.config import Settings
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    """One session per request, in one transaction committed when the route returns."""
-    with request.app.state.sessions.begin() as session:
+    """One session per request. It never commits: a route that writes calls
+    app.routes.common.commit() before it answers, since the exit of a yield dependency
+    may run after the response is sent. Whatever was not committed is rolled back."""
+    with request.app.state.sessions() as session:
         yield session
 
 

@@ -8,10 +8,11 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Query
 from fastapi.responses import StreamingResponse
 from sqlalchemy import Select, func, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.blobs import iter_chunks
-from core.errors import NotFound
+from core.errors import NotFound, ServiceUnavailable
 
 T = TypeVar("T")
 
@@ -25,6 +26,19 @@ def get_or_404(session: Session, table: type[T], item_id: str, what: str) -> T:
     if row is None:
         raise NotFound(f"no {what} {item_id}")
     return row
+
+
+def commit(session: Session) -> None:
+    """Commit before answering; a failed commit changes nothing and is a 503, not a 2xx."""
+    try:
+        session.commit()
+    except SQLAlchemyError as exc:
+        session.rollback()
+        raise ServiceUnavailable(
+            f"the change could not be stored ({type(exc).__name__}); nothing was changed, "
+            "try again",
+            headers={"Retry-After": "5"},
+        ) from exc
 
 
 def paginate(

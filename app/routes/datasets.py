@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from app.auth import ReadScope, TrainScope
 from app.deps import SessionDep, SettingsDep
-from app.routes.common import Limit, Offset, get_or_404, paginate
+from app.routes.common import Limit, Offset, commit, get_or_404, paginate
 from app.schemas.api import DatasetRead, Page
 from app.services.uploads import spooled
 from core.blobs import delete_blob, store_file
@@ -115,4 +115,5 @@ def delete_dataset(dataset_id: str, session: SessionDep) -> Response:
     session.delete(row)
     session.flush()
     delete_blob(session, blob_id)
+    commit(session)
     return Response(status_code=204)

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from app.auth import InspectScope, ReadScope
 from app.deps import RegistryDep, RunnerDep, SessionDep, SettingsDep
-from app.routes.common import Limit, Offset, blob_response, get_or_404, paginate
+from app.routes.common import Limit, Offset, blob_response, commit, get_or_404, paginate
 from app.schemas.api import InspectionRead, Page
 from app.services.uploads import spooled
 from core.blobs import delete_blob, store_file
@@ -154,4 +154,5 @@ def delete_inspection(inspection_id: str, session: SessionDep) -> Response:
     session.flush()
     for blob_id in blobs:
         delete_blob(session, blob_id)
+    commit(session)
     return Response(status_code=204)

@@ -10,7 +10,7 @@ from sqlalchemy import delete, select
 
 from app.auth import ReadScope, TrainScope
 from app.deps import SessionDep
-from app.routes.common import Limit, Offset, get_or_404, paginate
+from app.routes.common import Limit, Offset, commit, get_or_404, paginate
 from app.schemas.api import EpochRead, JobCreate, JobRead, Page
 from core.errors import Conflict, ServiceUnavailable, Unprocessable
 from core.tables import Dataset, EpochMetric, NetworkModel, TrainingJob, utcnow
@@ -117,4 +117,6 @@ def cancel_job(job_id: str, session: SessionDep) -> JobRead:
     if row.status == "queued":
         row.status, row.finished_at = "cancelled", utcnow()
     session.flush()
-    return job_read(session, row)
+    body = job_read(session, row)
+    commit(session)
+    return body

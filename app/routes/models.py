@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from app.auth import AdminScope, ReadScope
 from app.deps import RegistryDep, SessionDep, SettingsDep
-from app.routes.common import Limit, Offset, blob_response, get_or_404, paginate
+from app.routes.common import Limit, Offset, blob_response, commit, get_or_404, paginate
 from app.schemas.api import ModelRead, Page
 from app.services.uploads import spooled
 from core.blobs import store_file
@@ -63,8 +63,10 @@ async def import_model(
 @router.post("/{model_id}/activate", dependencies=[AdminScope], response_model=ModelRead)
 def activate_model(model_id: str, session: SessionDep, registry: RegistryDep) -> ModelRead:
     row = activate(session, model_id)
+    body = ModelRead.model_validate(row)
+    commit(session)
     registry.forget(model_id)  # re-warmed on the next readiness check or inspection
-    return ModelRead.model_validate(row)
+    return body
 
 
 @router.get(

@@ -402,3 +402,60 @@ def test_every_time_is_utc_with_its_offset_and_pages_are_bounded(api, tmp_path):
             api.client.get(f"{path}?offset=1000000000", headers=api.headers("read")).json()["items"]
             == []
         )
+
+
+def test_a_write_that_cannot_commit_is_not_answered_2xx(api_factory, tmp_path):
+    """Activate, cancel and delete commit before answering (#13 item 6): a failing commit
+    is a 503 with Retry-After, and nothing changed. (Keys are off, so that the only
+    commits refused are the routes' own, not the key's last-use stamp.)"""
+    from sqlalchemy import event
+    from sqlalchemy.exc import OperationalError
+
+    api = api_factory(auth_disabled=True)
+    first = import_and_activate(api, tmp_path)
+    files = {"file": ("second.ckpt", checkpoint_bytes(tmp_path, [0.0, 1.0]), "x/y")}
+    second = api.client.post("/v1/models", files=files, headers=api.headers("admin")).json()["id"]
+    reply = api.client.post(
+        "/v1/inspections",
+        files={"image": ("a.jpg", photo_bytes(), "image/jpeg")},
+        headers=api.headers("inspect"),
+    )
+    inspection = reply.json()["id"]
+
+    def refuse(session):  # type: ignore[no-untyped-def]
+        raise OperationalError("COMMIT", {}, Exception("the database went away"))
+
+    sessions = api.client.app.state.sessions  # type: ignore[attr-defined]
+    event.listen(sessions, "before_commit", refuse)
+    try:
+        for method, path in (
+            ("post", f"/v1/models/{second}/activate"),
+            ("delete", f"/v1/inspections/{inspection}"),
+        ):
+            reply = getattr(api.client, method)(path, headers=api.headers("admin"))
+            assert reply.status_code == 503, (path, reply.status_code, reply.text)
+            assert int(reply.headers["Retry-After"]) > 0
+    finally:
+        event.remove(sessions, "before_commit", refuse)
+    models = api.client.get("/v1/models", headers=api.headers("read")).json()["items"]
+    assert [m["id"] for m in models if m["is_active"]] == [first]
+    assert api.client.get(f"/v1/inspections/{inspection}", headers=api.headers("read")).is_success
+
+
+def test_a_database_that_fails_is_a_503_not_a_500(api, tmp_path):
+    from sqlalchemy import event
+    from sqlalchemy.exc import OperationalError
+
+    def refuse(session):  # type: ignore[no-untyped-def]
+        raise OperationalError("COMMIT", {}, Exception("connection refused"))
+
+    sessions = api.client.app.state.sessions  # type: ignore[attr-defined]
+    event.listen(sessions, "before_commit", refuse)  # the key check stamps its last use
+    try:
+        reply = api.client.get("/v1/models", headers=api.headers("read"))
+    finally:
+        event.remove(sessions, "before_commit", refuse)
+    assert_error(reply, 503)
+    assert reply.json()["error"]["code"] == "database_unavailable"
+    assert int(reply.headers["Retry-After"]) > 0
+    assert api.client.get("/v1/models", headers=api.headers("read")).status_code == 200

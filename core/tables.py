@@ -12,12 +12,14 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -109,9 +111,18 @@ class Dataset(Base):
 
 
 class NetworkModel(Base):
-    """A trained or imported checkpoint; exactly one may be active."""
+    """A trained or imported checkpoint; at most one is active (a partial unique index)."""
 
     __tablename__ = "models"
+    __table_args__ = (
+        Index(
+            "uq_models_one_active",
+            "is_active",
+            unique=True,
+            postgresql_where=text("is_active"),
+            sqlite_where=text("is_active"),
+        ),
+    )
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(200))
     backbone: Mapped[str] = mapped_column(String(50))

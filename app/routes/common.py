@@ -8,11 +8,11 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Query
 from fastapi.responses import StreamingResponse
 from sqlalchemy import Select, func, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.blobs import iter_chunks
-from core.errors import NotFound, ServiceUnavailable
+from core.errors import Conflict, NotFound, ServiceUnavailable
 
 T = TypeVar("T")
 
@@ -32,6 +32,12 @@ def commit(session: Session) -> None:
     """Commit before answering; a failed commit changes nothing and is a 503, not a 2xx."""
     try:
         session.commit()
+    except IntegrityError as exc:
+        session.rollback()
+        raise Conflict(
+            "another request changed the same thing at the same time; nothing was changed, "
+            "try again"
+        ) from exc
     except SQLAlchemyError as exc:
         session.rollback()
         raise ServiceUnavailable(

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from app.errors import install_error_handlers
 from app.metrics import Metrics
-from app.routes import datasets, health, inspections, jobs, models
+from app.routes import apikeys, datasets, health, inspections, jobs, models
 from app.services.inspections import InspectionRunner
 from app.services.jobs import JobQueue
 from app.services.models import ModelRegistry
@@ -76,7 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         return response
 
-    for module in (health, inspections, datasets, jobs, models):
+    for module in (health, inspections, datasets, jobs, models, apikeys):
         app.include_router(module.router)
 
     @app.get("/dashboard", include_in_schema=False)

@@ -8,6 +8,7 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.errors import Conflict, NotFound
 from core.tables import ApiKey, utcnow
 
 SCOPES = ("read", "inspect", "train", "admin")
@@ -35,6 +36,26 @@ def verify_api_key(session: Session, key: str) -> ApiKey | None:
     if row is None or row.revoked_at is not None:
         return None
     row.last_used_at = utcnow()
+    return row
+
+
+def revoke_api_key(session: Session, key_id: str) -> ApiKey:
+    """Revoke a key by id (or its shown prefix): it is refused from the next request on.
+
+    Revoking twice keeps the first time. Raises NotFound when no key matches, and
+    Conflict when a prefix matches more than one.
+    """
+    rows = list(
+        session.scalars(select(ApiKey).where((ApiKey.id == key_id) | (ApiKey.prefix == key_id)))
+    )
+    if not rows:
+        raise NotFound(f"no API key {key_id}")
+    if len(rows) > 1:
+        raise Conflict(f"{len(rows)} keys start with {key_id}: give the key's id")
+    row = rows[0]
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+    session.flush()
     return row
 
 

@@ -49,6 +49,11 @@ def register(sub: Any) -> None:
     )
     create.add_argument("--name", default="")
     create.set_defaults(run=run_apikey_create)
+    revoke = keys_sub.add_parser("revoke", help="revoke a key: it gets 401 from now on")
+    revoke.add_argument("key_id", help="the key's id, or the prefix shown at creation")
+    revoke.set_defaults(run=run_apikey_revoke)
+    listing = keys_sub.add_parser("list", help="list the keys (never the keys themselves)")
+    listing.set_defaults(run=run_apikey_list)
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -173,6 +178,37 @@ def run_apikey_create(args: argparse.Namespace) -> int:
             f"created key {row.id} ({row.prefix}...) with scopes {', '.join(row.scopes)}; it is shown only once:"
         )
     print(key)
+    return 0
+
+
+def run_apikey_revoke(args: argparse.Namespace) -> int:
+    from core.apikeys import revoke_api_key
+    from core.config import get_settings
+    from core.db import transaction
+    from core.errors import CrackscanError
+
+    try:
+        with transaction(get_settings().db_url) as session:
+            row = revoke_api_key(session, args.key_id)
+            when = row.revoked_at.isoformat() if row.revoked_at else "now"
+            print(f"revoked key {row.id} ({row.prefix}...) at {when}")
+    except CrackscanError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_apikey_list(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from core.config import get_settings
+    from core.db import transaction
+    from core.tables import ApiKey
+
+    with transaction(get_settings().db_url) as session:
+        for row in session.scalars(select(ApiKey).order_by(ApiKey.created_at)):
+            state = f"revoked {row.revoked_at.isoformat()}" if row.revoked_at else "live"
+            print(f"{row.id}  {row.prefix}...  {','.join(row.scopes):20s}  {state}  {row.name}")
     return 0
 
 

@@ -135,6 +135,19 @@ class JobRead(BaseModel):
     epochs: list[EpochRead] = []
 
 
+class ApiKeyRead(BaseModel):
+    """An API key as listed: never the key itself, which is shown once, at creation."""
+
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    name: str
+    prefix: str
+    scopes: list[str]
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
 class ModelRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: str

@@ -459,3 +459,40 @@ def test_a_database_that_fails_is_a_503_not_a_500(api, tmp_path):
     assert reply.json()["error"]["code"] == "database_unavailable"
     assert int(reply.headers["Retry-After"]) > 0
     assert api.client.get("/v1/models", headers=api.headers("read")).status_code == 200
+
+
+def test_a_revoked_key_is_refused_at_once(api, tmp_path):
+    """#13 item 15: the admin route and the CLI revoke; the key gets 401 from then on."""
+    import subprocess
+    import sys
+
+    from core.apikeys import create_api_key
+
+    url = api.settings.db_url
+    with transaction(url) as session:
+        row, key = create_api_key(session, ["read"], "to revoke")
+        other_row, other = create_api_key(session, ["read"], "revoked by the CLI")
+        key_id, other_id, other_prefix = row.id, other_row.id, other_row.prefix
+    assert api.client.get("/v1/models", headers={"X-API-Key": key}).status_code == 200
+    listed = api.client.get("/v1/apikeys", headers=api.headers("admin")).json()["items"]
+    assert key_id in [k["id"] for k in listed]
+    assert all("key_hash" not in k and "key" not in k for k in listed)
+    assert_error(api.client.get("/v1/apikeys", headers=api.headers("read")), 403)
+    reply = api.client.post(f"/v1/apikeys/{key_id}/revoke", headers=api.headers("admin"))
+    assert reply.status_code == 200 and reply.json()["revoked_at"], reply.text
+    assert (
+        "revoked"
+        in assert_error(api.client.get("/v1/models", headers={"X-API-Key": key}), 401)["message"]
+    )
+    assert_error(api.client.post("/v1/apikeys/nope/revoke", headers=api.headers("admin")), 404)
+
+    env = {"CRACKSCAN_DATABASE_URL": url, "CRACKSCAN_DATA_DIR": str(tmp_path / "data")}
+    run = subprocess.run(
+        [sys.executable, "-m", "app.cli", "apikey", "revoke", other_prefix],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, **env},
+    )
+    assert run.returncode == 0, run.stderr
+    assert other_id in run.stdout
+    assert_error(api.client.get("/v1/models", headers={"X-API-Key": other}), 401)

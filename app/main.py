@@ -19,7 +19,7 @@ from app.services.inspections import InspectionRunner
 from app.services.jobs import JobQueue
 from app.services.models import ModelRegistry
 from core.config import Settings, get_settings
-from core.db import session_factory
+from core.db import redacted_url, session_factory
 from core.migrate import is_up_to_date
 from core.tables import TrainingJob
 
@@ -34,7 +34,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not is_up_to_date(settings.db_url):
             raise RuntimeError(
-                f"the database at {settings.db_url} is not migrated: run `crackscan db upgrade`"
+                f"the database at {redacted_url(settings.db_url)} is not migrated: "
+                "run `crackscan db upgrade`"
             )
         sessions = session_factory(settings.db_url)
         metrics = Metrics()

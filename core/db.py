@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 _lock = threading.Lock()
@@ -65,3 +65,11 @@ def dispose_engines() -> None:
             _engines.pop(key).dispose()
         for key in list(_engines):  # inherited from a parent: forget without closing its sockets
             _engines.pop(key)
+
+
+def redacted_url(url: str) -> str:
+    """The URL with its password replaced by ***, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy can parse: say nothing of it
+        return "<database URL>"

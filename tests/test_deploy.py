@@ -85,3 +85,31 @@ def test_dockerfile_is_multistage_non_root_and_pins_torch():
 def test_no_secrets_are_baked_in(name):
     text = (ROOT / name).read_text()
     assert "cs_" not in text  # no API keys
+
+
+def test_flower_needs_a_login_and_listens_on_loopback_only():
+    """#13 item 16: Flower can revoke and inspect tasks."""
+    flower = compose()["services"]["flower"]
+    command = " ".join(flower["command"])
+    assert "--basic-auth=${FLOWER_BASIC_AUTH:?" in command
+    assert all(str(p).startswith("127.0.0.1:") for p in flower["ports"]), flower["ports"]
+
+
+@pytest.mark.services
+def test_startup_errors_never_show_the_database_password(tmp_path, postgres_url):
+    """A fresh (unmigrated) PostgreSQL database, reached with a password (trust auth
+    ignores it): the refusal to start names the database but not the password."""
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+    from core.config import Settings
+    from core.db import redacted_url
+
+    assert redacted_url("postgresql+psycopg://crack:s3cret@db:5432/crackscan") == (
+        "postgresql+psycopg://crack:***@db:5432/crackscan"
+    )
+    secret_url = postgres_url.replace("://postgres@", "://postgres:s3cret@")
+    app = create_app(Settings(data_dir=tmp_path, database_url=secret_url))
+    with pytest.raises(RuntimeError, match="not migrated") as failure, TestClient(app):
+        pass
+    assert "s3cret" not in str(failure.value) and "***" in str(failure.value)

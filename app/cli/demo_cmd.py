@@ -78,12 +78,12 @@ def _check(reply: httpx.Response, what: str) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     from core.apikeys import create_api_key
     from core.config import get_settings
-    from core.db import transaction
+    from core.db import redacted_url, transaction
     from core.migrate import upgrade
     from models.synthetic import make_survey, write_tile_set
 
     settings = get_settings()
-    print(f"1/6 database: {settings.db_url}")
+    print(f"1/6 database: {redacted_url(settings.db_url)}")
     upgrade(settings.db_url)
     with transaction(settings.db_url) as session:
         _, key = create_api_key(session, ["admin"], "demo")

@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import FileResponse, RedirectResponse
 from sqlalchemy import func, select
 
+from app.body_limit import BodySizeLimit
 from app.errors import install_error_handlers
 from app.metrics import Metrics
 from app.routes import apikeys, datasets, health, inspections, jobs, models
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_mb << 20)
 
     @app.middleware("http")
     async def observe(

@@ -496,3 +496,58 @@ def test_a_revoked_key_is_refused_at_once(api, tmp_path):
     assert run.returncode == 0, run.stderr
     assert other_id in run.stdout
     assert_error(api.client.get("/v1/models", headers={"X-API-Key": other}), 401)
+
+
+def test_bodies_over_the_cap_are_refused_before_they_are_spooled(api_factory, tmp_path):
+    """#13 item 10: on Content-Length at once, and while a chunked body streams in."""
+    import_and_activate(api_factory(), tmp_path)  # a checkpoint is bigger than the small cap
+    small = api_factory(max_upload_mb=1)
+    url = small.settings.db_url
+    blobs, rows = count(url, Blob), count(url, Inspection)
+    big = b"\xff\xd8" + bytes(3 << 20)
+    files = {"image": ("big.jpg", big, "image/jpeg")}
+    reply = small.client.post("/v1/inspections", files=files, headers=small.headers("inspect"))
+    assert_error(reply, 413)
+
+    def chunks():  # type: ignore[no-untyped-def]
+        for _ in range(8):  # chunked: no Content-Length to refuse on
+            yield bytes(1 << 20)
+
+    headers = {**small.headers("inspect"), "Content-Type": "multipart/form-data; boundary=x"}
+    reply = small.client.post("/v1/inspections", content=chunks(), headers=headers)
+    assert_error(reply, 413)
+    assert (count(url, Blob), count(url, Inspection)) == (blobs, rows)
+    ok = {"image": ("a.jpg", photo_bytes(), "image/jpeg")}
+    assert small.client.post(
+        "/v1/inspections", files=ok, headers=small.headers("inspect")
+    ).status_code in (201, 202)
+
+
+def test_the_body_limit_stops_reading_a_stream_at_the_cap():
+    """At the ASGI level (the test client reads a body whole before the app sees it): the
+    app gets no more chunks once the cap is passed, and the client a 413."""
+    import asyncio
+
+    from app.body_limit import MULTIPART_SLACK, BodySizeLimit
+
+    pulled = 0
+    sent: list[dict] = []
+
+    async def receive():  # type: ignore[no-untyped-def]
+        nonlocal pulled
+        pulled += 1
+        return {"type": "http.request", "body": bytes(1 << 20), "more_body": pulled < 64}
+
+    async def send(message):  # type: ignore[no-untyped-def]
+        sent.append(message)
+
+    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+        while (await receive())["type"] == "http.request":  # an app that reads it all
+            pass
+        await send({"type": "http.response.start", "status": 400, "headers": []})
+        await send({"type": "http.response.body", "body": b"cut short"})
+
+    limit = BodySizeLimit(app, max_bytes=2 << 20)
+    asyncio.run(limit({"type": "http", "headers": []}, receive, send))
+    assert pulled == (2 << 20) // (1 << 20) + MULTIPART_SLACK // (1 << 20) + 1
+    assert sent[0]["status"] == 413 and b"payload_too_large" in sent[1]["body"]

@@ -1,0 +1,85 @@
+"""Refuse request bodies over the upload cap early: on Content-Length, and by counting
+bytes while they stream in, before the multipart parser has spooled them to disk."""
+
+from __future__ import annotations
+
+import json
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+MULTIPART_SLACK = 1 << 20  # form fields and part headers beside the file itself
+
+
+class BodySizeLimit:
+    """ASGI middleware: 413 with the JSON error shape once a body passes max_bytes."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes + MULTIPART_SLACK
+
+    def _refusal(self) -> tuple[Message, Message]:
+        message = f"the request body is larger than {self.max_bytes >> 20} MiB"
+        body = json.dumps(
+            {
+                "error": {
+                    "status": 413,
+                    "code": "payload_too_large",
+                    "message": message,
+                    "field": None,
+                }
+            }
+        ).encode()
+        start = {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+        return start, {"type": "http.response.body", "body": body}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            for message in self._refusal():
+                await send(message)
+            return
+        seen = 0
+        exceeded = False
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal seen, exceeded
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    exceeded = True
+                    # Stop the stream here: the parser sees the end and fails.
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if exceeded:  # whatever the app made of a cut body, the answer is 413
+                if not started:
+                    started = True
+                    for refusal in self._refusal():
+                        await send(refusal)
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, guarded_send)
+        except Exception:
+            if not exceeded:
+                raise
+            if not started:
+                for refusal in self._refusal():
+                    await send(refusal)

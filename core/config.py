@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     inspection_queue_size: int = Field(
         8, description="inspections accepted but not finished, at most"
     )
+    max_tiles_per_inspection: int = Field(
+        250_000, ge=1, description="most tiles one inspection may cut (tile and stride decide)"
+    )
     inspection_wait_s: float = Field(20.0, description="how long POST waits before answering 202")
     inference_device: str = Field("auto", description="auto, cpu or cuda[:N]")
     inference_batch_size: int = Field(32, description="tiles per forward pass")

@@ -65,9 +65,17 @@ async def create_inspection(
             model_id, predictor = await asyncio.to_thread(registry.get, model_id)
             tile_px = tile or predictor.checkpoint.input_size
             try:
-                make_grid(height, width, tile_px, stride)
+                grid = make_grid(height, width, tile_px, stride)
             except ValueError as exc:
                 raise Unprocessable(str(exc), field="stride" if stride else "tile") from exc
+            tiles = len(grid.ys) * len(grid.xs)
+            if tiles > settings.max_tiles_per_inspection:
+                raise Unprocessable(
+                    f"tile {tile_px} at stride {grid.stride} cuts this {width}x{height} photo "
+                    f"into {tiles:,} tiles, over the cap of {settings.max_tiles_per_inspection:,} "
+                    "(CRACKSCAN_MAX_TILES_PER_INSPECTION): use a larger tile or stride",
+                    field="stride" if stride else "tile",
+                )
             params = {"tile": tile, "stride": stride, "threshold": threshold}
             with request.app.state.sessions.begin() as session:
                 blob = store_file(

@@ -551,3 +551,28 @@ def test_the_body_limit_stops_reading_a_stream_at_the_cap():
     asyncio.run(limit({"type": "http", "headers": []}, receive, send))
     assert pulled == (2 << 20) // (1 << 20) + MULTIPART_SLACK // (1 << 20) + 1
     assert sent[0]["status"] == 413 and b"payload_too_large" in sent[1]["body"]
+
+
+def test_tiles_per_inspection_are_capped(api_factory, tmp_path):
+    """#13 item 7: tile 8 at stride 2 on a big photo was tens of millions of tiles."""
+    capped = api_factory(max_tiles_per_inspection=100)
+    import_and_activate(capped, tmp_path)
+    url = capped.settings.db_url
+    blobs, rows = count(url, Blob), count(url, Inspection)
+    files = {"image": ("a.jpg", photo_bytes(640, 480), "image/jpeg")}
+    reply = capped.client.post(
+        "/v1/inspections",
+        files=files,
+        data={"tile": "32", "stride": "8"},
+        headers=capped.headers("inspect"),
+    )
+    message = assert_error(reply, 422, "stride")["message"]
+    assert "over the cap of 100" in message and "CRACKSCAN_MAX_TILES_PER_INSPECTION" in message
+    assert (count(url, Blob), count(url, Inspection)) == (blobs, rows)
+    reply = capped.client.post(
+        "/v1/inspections",
+        files=files,
+        data={"tile": "64", "stride": "64"},  # 10 x 7.5 -> 80 tiles
+        headers=capped.headers("inspect"),
+    )
+    assert reply.status_code in (201, 202), reply.text

@@ -35,6 +35,39 @@ class FolderSource:
         return (self.root / name).read_bytes()
 
 
+# Zip bombs: limits checked on the central directory, before anything is decompressed.
+# (Reading a member never yields more than its declared size: zipfile stops there.)
+ZIP_MAX_MEMBERS = 1_000_000
+ZIP_MAX_MEMBER_BYTES = 256 << 20
+ZIP_MAX_TOTAL_BYTES = 32 << 30
+ZIP_MAX_RATIO = 250  # uncompressed / compressed, for members over 1 MiB
+ZIP_RATIO_FROM_BYTES = 1 << 20
+
+
+def check_zip_limits(infos: list[zipfile.ZipInfo], where: str) -> None:
+    """ValueError when the members are too many, too big, or compressed suspiciously well."""
+    if len(infos) > ZIP_MAX_MEMBERS:
+        raise ValueError(f"{where} holds {len(infos):,} members, over {ZIP_MAX_MEMBERS:,}")
+    total = 0
+    for info in infos:
+        if info.file_size > ZIP_MAX_MEMBER_BYTES:
+            raise ValueError(
+                f"{where}: {info.filename} unpacks to {info.file_size >> 20} MiB, "
+                f"over {ZIP_MAX_MEMBER_BYTES >> 20} MiB per file"
+            )
+        ratio = info.file_size / max(1, info.compress_size)
+        if info.file_size > ZIP_RATIO_FROM_BYTES and ratio > ZIP_MAX_RATIO:
+            raise ValueError(
+                f"{where}: {info.filename} is compressed {ratio:.0f}:1, over "
+                f"{ZIP_MAX_RATIO}:1 (a zip bomb?)"
+            )
+        total += info.file_size
+    if total > ZIP_MAX_TOTAL_BYTES:
+        raise ValueError(
+            f"{where} unpacks to {total >> 30} GiB, over {ZIP_MAX_TOTAL_BYTES >> 30} GiB"
+        )
+
+
 class ZipSource:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -43,6 +76,11 @@ class ZipSource:
             self._zip = zipfile.ZipFile(path)
         except (zipfile.BadZipFile, OSError) as exc:
             raise ValueError(f"{path} is not a readable zip file: {exc}") from exc
+        try:
+            check_zip_limits(self._zip.infolist(), path.name)
+        except ValueError:
+            self._zip.close()
+            raise
 
     def names(self) -> list[str]:
         return sorted(

@@ -10,15 +10,46 @@ from PIL import Image, ImageOps
 
 from models.imageio import ImageDecodeError, to_rgb8
 
-# We check the pixel count ourselves, from the header, before decoding.
-Image.MAX_IMAGE_PIXELS = None
-
 FORMATS = ("JPEG", "PNG", "TIFF", "MPO")
 DEFAULT_MAX_PIXELS = 250_000_000
 
 
 class ImageTooLargeError(ValueError):
     """The image has more pixels than the configured cap."""
+
+
+def _open_header(data: bytes | Path) -> Image.Image:
+    """Open (header only) with this module's formats, without PIL's process-wide pixel
+    guard: the callers check their own cap from the header, per call, before decoding.
+    PIL's Image.MAX_IMAGE_PIXELS stays in force for every other use of PIL.
+    """
+    fp = data.open("rb") if isinstance(data, Path) else io.BytesIO(data)
+    prefix = fp.read(16)
+    Image.init()
+    for fmt in FORMATS:
+        if fmt not in Image.OPEN:  # MPO is opened by the JPEG factory
+            continue
+        factory, accept = Image.OPEN[fmt]
+        if accept is not None and not accept(prefix):
+            continue
+        fp.seek(0)
+        try:
+            image = factory(fp, "")
+        except (SyntaxError, IndexError, TypeError, ValueError, OSError):
+            continue
+        image._exclusive_fp = True  # closing the image closes the file  # noqa: SLF001
+        return image
+    try:  # only to name the format in the message
+        fp.seek(0)
+        with Image.open(fp) as other:
+            found = other.format
+    except Exception:
+        found = None
+    finally:
+        fp.close()
+    if found:
+        raise ImageDecodeError(f"unsupported image format {found}: use JPEG, PNG or TIFF")
+    raise ImageDecodeError("not a readable image: not a JPEG, PNG or TIFF file")
 
 
 def probe(data: bytes | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str, int, int]:
@@ -28,15 +59,8 @@ def probe(data: bytes | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str
         ImageDecodeError: not a JPEG, PNG or TIFF image.
         ImageTooLargeError: width x height exceeds max_pixels.
     """
-    try:
-        with Image.open(data if isinstance(data, Path) else io.BytesIO(data)) as image:
-            fmt, (width, height) = image.format or "", image.size
-    except Exception as exc:
-        raise ImageDecodeError(f"not a readable image: {exc}") from exc
-    if fmt not in FORMATS:
-        raise ImageDecodeError(
-            f"unsupported image format {fmt or 'unknown'}: use JPEG, PNG or TIFF"
-        )
+    with _open_header(data) as image:
+        fmt, (width, height) = image.format or "", image.size
     if width * height > max_pixels:
         raise ImageTooLargeError(
             f"image is {width}x{height} = {width * height / 1e6:.0f} MP, over the cap of {max_pixels / 1e6:.0f} MP"
@@ -56,7 +80,7 @@ def check_complete(data: bytes | Path) -> None:
     """
 
     def opened() -> Image.Image:
-        return Image.open(data if isinstance(data, Path) else io.BytesIO(data))
+        return _open_header(data)
 
     try:
         with opened() as image:
@@ -81,7 +105,7 @@ def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image
     """
     probe(data, max_pixels)
     try:
-        image = Image.open(io.BytesIO(data))
+        image = _open_header(data)
         image.load()
         if image.getexif().get(0x0112, 1) != 1:
             ImageOps.exif_transpose(image, in_place=True)

@@ -176,3 +176,31 @@ def test_reads_the_crack2019_sample():
     total = sum(len(v) for v in data.splits.values())
     assert total + data.duplicates_removed + len(data.skipped) == 5000
     assert data.counts()["test"]["Positive"] == pytest.approx(500, abs=2)
+
+
+def test_zip_bombs_are_refused_before_decompression(tmp_path, monkeypatch):
+    """#13 item 9: member size, total size, ratio and member count are capped."""
+    import zipfile
+
+    from models.data import sources
+
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("crack/a.png", bytes(8 << 20))  # 8 MiB of zeros: ~1000:1
+    with pytest.raises(ValueError, match="compressed .*:1"):
+        sources.open_source(bomb)
+    many = tmp_path / "many.zip"
+    with zipfile.ZipFile(many, "w") as zf:
+        for i in range(5):
+            zf.writestr(f"crack/{i}.png", b"x")
+    monkeypatch.setattr(sources, "ZIP_MAX_MEMBERS", 4)
+    with pytest.raises(ValueError, match="5 members"):
+        sources.open_source(many)
+    monkeypatch.setattr(sources, "ZIP_MAX_MEMBERS", 10)
+    monkeypatch.setattr(sources, "ZIP_MAX_TOTAL_BYTES", 4)
+    with pytest.raises(ValueError, match="unpacks to"):
+        sources.open_source(many)
+    monkeypatch.setattr(sources, "ZIP_MAX_TOTAL_BYTES", 1 << 30)
+    monkeypatch.setattr(sources, "ZIP_MAX_MEMBER_BYTES", 0)
+    with pytest.raises(ValueError, match="per file"):
+        sources.open_source(many)

@@ -76,3 +76,34 @@ def test_truncated_corrupt_and_foreign_files_are_clear_errors():
         read_image(b"this is not an image")
     with pytest.raises(ImageDecodeError, match="unsupported image format GIF"):
         read_image(encode(Image.new("P", (4, 4)), "GIF"))
+
+
+def test_the_pixel_cap_is_per_call_and_pil_keeps_its_own_guard():
+    """#13 item 9: importing the intake no longer switches PIL's bomb guard off for the
+    whole process; the intake checks its own cap from the header, per call, even above
+    PIL's limit."""
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    import models.inference  # noqa: F401
+
+    assert Image.MAX_IMAGE_PIXELS is not None
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    def png_header(width: int, height: int) -> bytes:
+        """A PNG's signature, IHDR and an empty IDAT: enough to read the size, no pixels."""
+        ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+        return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"")
+
+    huge = png_header(15_000, 14_000)  # 210 MP: over PIL's own 2 x 89 MP error
+    with pytest.raises(Image.DecompressionBombError):
+        Image.open(io.BytesIO(huge))
+    assert probe(huge, max_pixels=250_000_000) == ("PNG", 15_000, 14_000)
+    with pytest.raises(ImageTooLargeError, match="over the cap of 100 MP"):
+        probe(huge, max_pixels=100_000_000)

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     )
     inspection_wait_s: float = Field(20.0, description="how long POST waits before answering 202")
     inference_device: str = Field("auto", description="auto, cpu or cuda[:N]")
+    max_loaded_models: int = Field(
+        3, ge=1, description="models kept loaded for inspections (least recently used dropped)"
+    )
     inference_batch_size: int = Field(32, description="tiles per forward pass")
     default_threshold: float | None = Field(
         None,

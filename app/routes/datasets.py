@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import zipfile
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Request, Response, UploadFile
@@ -15,6 +16,7 @@ from app.routes.common import Limit, Offset, commit, get_or_404, paginate
 from app.schemas.api import DatasetRead, Page
 from app.services.uploads import spooled
 from core.blobs import delete_blob, store_file
+from core.config import Settings
 from core.errors import Conflict, Unprocessable
 from core.tables import Dataset, TrainingJob
 from models.data import DEFAULT_MASK_TILE, LabelledSet, load_labelled_set
@@ -50,26 +52,35 @@ async def create_dataset(
             [c.strip() for c in defect_classes.split(",") if c.strip()] if defect_classes else None
         )
         data = await asyncio.to_thread(validate_zip, str(path), defects, mask_tile)
-        summary = data.summary()
-        with request.app.state.sessions.begin() as session:
-            blob = store_file(session, path, settings.blob_chunk_bytes, "application/zip")
-            row = Dataset(
-                name=name or (file.filename or "dataset"),
-                blob_id=blob.id,
-                layout=data.layout,
-                classes=data.classes,
-                defect_classes=data.defect_classes,
-                counts=data.counts(),
-                skipped={"count": len(data.skipped), "examples": summary["skipped_examples"]},
-                duplicates_removed=data.duplicates_removed,
-                tile_px=data.tile_px,
-                details=None
-                if data.tile_px is None
-                else {k: summary[k] for k in ("tile_rule", "tiles", "photos")},
-            )
-            session.add(row)
-            session.flush()
-            return DatasetRead.model_validate(row)
+        return await asyncio.to_thread(
+            store_dataset, request, settings, path, name or (file.filename or "dataset"), data
+        )
+
+
+def store_dataset(
+    request: Request, settings: Settings, path: Path, name: str, data: LabelledSet
+) -> DatasetRead:
+    """Store the zip and its row in one transaction (blocking: run in a thread)."""
+    summary = data.summary()
+    with request.app.state.sessions.begin() as session:
+        blob = store_file(session, path, settings.blob_chunk_bytes, "application/zip")
+        row = Dataset(
+            name=name,
+            blob_id=blob.id,
+            layout=data.layout,
+            classes=data.classes,
+            defect_classes=data.defect_classes,
+            counts=data.counts(),
+            skipped={"count": len(data.skipped), "examples": summary["skipped_examples"]},
+            duplicates_removed=data.duplicates_removed,
+            tile_px=data.tile_px,
+            details=None
+            if data.tile_px is None
+            else {k: summary[k] for k in ("tile_rule", "tiles", "photos")},
+        )
+        session.add(row)
+        session.flush()
+        return DatasetRead.model_validate(row)
 
 
 @router.get("", dependencies=[ReadScope], response_model=Page[DatasetRead])

@@ -11,6 +11,7 @@ from sqlalchemy import text
 from app.errors import error_body
 
 router = APIRouter(tags=["health"])
+READY_DB_TIMEOUT_S = 3.0
 
 
 @router.get("/healthz")
@@ -23,12 +24,19 @@ def healthz() -> dict[str, str]:
 async def readyz(request: Request) -> JSONResponse:
     """The database answers and the active model is loaded and warmed up."""
     state = request.app.state
-    try:
+
+    def ping() -> None:
         with state.sessions() as session:
             session.execute(text("SELECT 1"))
+
+    try:
+        await asyncio.wait_for(asyncio.to_thread(ping), timeout=READY_DB_TIMEOUT_S)
     except Exception as exc:
+        reason = "no answer in time" if isinstance(exc, TimeoutError) else type(exc).__name__
         return JSONResponse(
-            error_body(503, "unavailable", f"database unreachable: {exc}"), status_code=503
+            error_body(503, "unavailable", f"database unreachable ({reason})"),
+            status_code=503,
+            headers={"Retry-After": "5"},
         )
     try:
         ready = await asyncio.to_thread(state.registry.warm_active)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, Request, Response, UploadFile
@@ -76,26 +77,16 @@ async def create_inspection(
                     "(CRACKSCAN_MAX_TILES_PER_INSPECTION): use a larger tile or stride",
                     field="stride" if stride else "tile",
                 )
-            params = {"tile": tile, "stride": stride, "threshold": threshold}
-            with request.app.state.sessions.begin() as session:
-                blob = store_file(
-                    session,
-                    path,
-                    settings.blob_chunk_bytes,
-                    image.content_type or "application/octet-stream",
-                )
-                row = Inspection(
-                    filename=image.filename or "image",
-                    image_blob_id=blob.id,
-                    width=width,
-                    height=height,
-                    params=params,
-                    model_id=model_id,
-                    status="queued",
-                )
-                session.add(row)
-                session.flush()
-                inspection_id = row.id
+            row = Inspection(
+                filename=image.filename or "image",
+                width=width,
+                height=height,
+                params={"tile": tile, "stride": stride, "threshold": threshold},
+                model_id=model_id,
+                status="queued",
+            )
+            media = image.content_type or "application/octet-stream"
+            inspection_id = await asyncio.to_thread(store_inspection, request, path, media, row)
             future = runner.submit(inspection_id)
             submitted = True
     finally:
@@ -112,6 +103,16 @@ async def create_inspection(
     location = str(request.url_for("get_inspection", inspection_id=inspection_id))
     code = 201 if body["status"] in ("succeeded", "failed") else 202
     return JSONResponse(body, status_code=code, headers={"Location": location})
+
+
+def store_inspection(request: Request, path: Path, media_type: str, row: Inspection) -> str:
+    """Store the photo and the queued row in one transaction (blocking: run in a thread)."""
+    settings = request.app.state.settings
+    with request.app.state.sessions.begin() as session:
+        row.image_blob_id = store_file(session, path, settings.blob_chunk_bytes, media_type).id
+        session.add(row)
+        session.flush()
+        return str(row.id)
 
 
 @router.get("", dependencies=[ReadScope], response_model=Page[InspectionRead])

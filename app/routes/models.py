@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
@@ -15,6 +17,7 @@ from app.schemas.api import ModelRead, Page
 from app.services.uploads import spooled
 from core.blobs import store_file
 from core.catalog import activate, model_row
+from core.config import Settings
 from core.errors import Unprocessable
 from core.tables import NetworkModel
 from models.checkpoint import CheckpointError, load_checkpoint
@@ -48,16 +51,23 @@ async def import_model(
     name: Annotated[str | None, Form(max_length=200)] = None,
 ) -> ModelRead:
     async with spooled(file, settings.max_upload_mb << 20, "model.ckpt") as path:
-        try:
-            ckpt = load_checkpoint(path)
-        except CheckpointError as exc:
-            raise Unprocessable(str(exc), field="file") from exc
-        with request.app.state.sessions.begin() as session:
-            blob = store_file(session, path, settings.blob_chunk_bytes, "application/octet-stream")
-            row = model_row(ckpt, blob.id, name or (file.filename or "imported"))
-            session.add(row)
-            session.flush()
-            return ModelRead.model_validate(row)
+        return await asyncio.to_thread(
+            store_model, request, settings, path, name or (file.filename or "imported")
+        )
+
+
+def store_model(request: Request, settings: Settings, path: Path, name: str) -> ModelRead:
+    """Load (hash-checked) and store a checkpoint (blocking: run in a thread)."""
+    try:
+        ckpt = load_checkpoint(path)
+    except CheckpointError as exc:
+        raise Unprocessable(str(exc), field="file") from exc
+    with request.app.state.sessions.begin() as session:
+        blob = store_file(session, path, settings.blob_chunk_bytes, "application/octet-stream")
+        row = model_row(ckpt, blob.id, name)
+        session.add(row)
+        session.flush()
+        return ModelRead.model_validate(row)
 
 
 @router.post("/{model_id}/activate", dependencies=[AdminScope], response_model=ModelRead)

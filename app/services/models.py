@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 import threading
+from collections import OrderedDict
 from pathlib import Path
 
 from sqlalchemy import select
@@ -18,14 +19,23 @@ from models.inference import InferenceConfig, Predictor
 
 
 class ModelRegistry:
-    """Predictors by model id, loaded from their stored checkpoint on first use."""
+    """Predictors by model id, loaded from their stored checkpoint on first use.
+
+    At most settings.max_loaded_models stay loaded: the least recently used is dropped
+    first, so neither activations nor keys that ask for many models by id grow memory.
+    """
 
     def __init__(self, settings: Settings, sessions: sessionmaker[Session]) -> None:
         self.settings = settings
         self.sessions = sessions
         self._lock = threading.Lock()
-        self._predictors: dict[str, Predictor] = {}
+        self._predictors: OrderedDict[str, Predictor] = OrderedDict()
         self.warmed: set[str] = set()
+
+    def loaded(self) -> list[str]:
+        """Ids of the loaded models, least recently used first."""
+        with self._lock:
+            return list(self._predictors)
 
     def active_id(self) -> str | None:
         with self.sessions() as session:
@@ -41,6 +51,10 @@ class ModelRegistry:
         with self._lock:
             if model_id not in self._predictors:
                 self._predictors[model_id] = self._load(model_id)
+                while len(self._predictors) > self.settings.max_loaded_models:
+                    evicted, _ = self._predictors.popitem(last=False)
+                    self.warmed.discard(evicted)
+            self._predictors.move_to_end(model_id)
             return model_id, self._predictors[model_id]
 
     def warm_active(self) -> bool:
@@ -53,10 +67,6 @@ class ModelRegistry:
             predictor.warm_up()
             self.warmed.add(model_id)
         return True
-
-    def is_ready(self) -> bool:
-        model_id = self.active_id()
-        return model_id is not None and model_id in self.warmed
 
     def forget(self, model_id: str) -> None:
         with self._lock:

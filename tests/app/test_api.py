@@ -576,3 +576,60 @@ def test_tiles_per_inspection_are_capped(api_factory, tmp_path):
         headers=capped.headers("inspect"),
     )
     assert reply.status_code in (201, 202), reply.text
+
+
+def test_loaded_models_are_bounded_least_recently_used_first(api_factory, tmp_path):
+    """#13 item 8: inspections by model id, or activations, no longer load every model."""
+    api = api_factory(max_loaded_models=2)
+    first = import_and_activate(api, tmp_path)
+    others = []
+    for bias in ([0.0, 1.0], [1.0, 1.0]):
+        files = {"file": ("m.ckpt", checkpoint_bytes(tmp_path, bias), "x/y")}
+        reply = api.client.post("/v1/models", files=files, headers=api.headers("admin"))
+        others.append(reply.json()["id"])
+    registry = api.client.app.state.registry  # type: ignore[attr-defined]
+    photo = {"image": ("a.jpg", photo_bytes(), "image/jpeg")}
+    for model_id in (first, others[0], others[1], first):
+        reply = api.client.post(
+            "/v1/inspections",
+            files=photo,
+            data={"model_id": model_id},
+            headers=api.headers("inspect"),
+        )
+        assert reply.status_code in (201, 202), reply.text
+        assert len(registry.loaded()) <= 2
+    assert registry.loaded() == [others[1], first]
+
+
+def test_readyz_answers_503_in_time_while_the_database_hangs(api):
+    """#13 item 11: the readiness probe runs its database call off the event loop, with a
+    timeout, so a database that does not answer is a prompt 503."""
+    import socket
+
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import sessionmaker
+
+    from app.routes.health import READY_DB_TIMEOUT_S
+
+    silent = socket.socket()  # accepts connections (backlog) and never says a word
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    port = silent.getsockname()[1]
+    engine = create_engine(
+        f"postgresql+psycopg://postgres@127.0.0.1:{port}/test", connect_args={"connect_timeout": 30}
+    )
+    state = api.client.app.state  # type: ignore[attr-defined]
+    real = state.sessions
+    state.sessions = sessionmaker(engine)
+    try:
+        started = time.perf_counter()
+        reply = api.client.get("/readyz")
+        waited = time.perf_counter() - started
+        assert api.client.get("/healthz").status_code == 200  # the loop still serves
+    finally:
+        state.sessions = real
+        silent.close()
+        engine.dispose()
+    assert_error(reply, 503)
+    assert "no answer in time" in reply.json()["error"]["message"]
+    assert waited < READY_DB_TIMEOUT_S + 2, waited

@@ -166,9 +166,6 @@ class TrainingJob(Base):
     last_checkpoint_blob_id: Mapped[str | None] = mapped_column(
         ForeignKey("blobs.id"), nullable=True
     )
-    best_checkpoint_blob_id: Mapped[str | None] = mapped_column(
-        ForeignKey("blobs.id"), nullable=True
-    )
     result_model_id: Mapped[str | None] = mapped_column(ForeignKey("models.id"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

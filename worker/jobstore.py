@@ -188,19 +188,20 @@ def save_epoch(
     claim_: Claim,
     record: dict[str, Any],
     checkpoint: bytes,
-    improved: bool,
     progress: float | None = None,
 ) -> None:
-    """Store one epoch's metrics and the checkpoints it produced, in one transaction."""
+    """Store one epoch's metrics and the job's one resumable checkpoint, in one transaction.
+
+    The checkpoint replaces the previous one; it carries the best epoch's weights too, so
+    one copy per job is all a resume needs.
+    """
     chunk = settings.blob_chunk_bytes
     with transaction(settings.db_url) as session:
         job = session.get(TrainingJob, claim_.job_id)
         if job is None or job.lease_owner != claim_.owner:
             raise PermissionError("lost the lease on this job")
-        old_last, old_best = job.last_checkpoint_blob_id, job.best_checkpoint_blob_id
+        old_last = job.last_checkpoint_blob_id
         job.last_checkpoint_blob_id = store_bytes(session, checkpoint, chunk).id
-        if improved:
-            job.best_checkpoint_blob_id = store_bytes(session, checkpoint, chunk).id
         metric = session.scalar(
             select(EpochMetric).where(
                 EpochMetric.job_id == job.id, EpochMetric.epoch == record["epoch"]
@@ -218,8 +219,6 @@ def save_epoch(
         job.heartbeat_at = utcnow()
         session.flush()
         delete_blob(session, old_last)
-        if improved:
-            delete_blob(session, old_best)
 
 
 def temp_dir() -> tempfile.TemporaryDirectory[str]:

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import select
 
 from core.db import transaction
-from core.tables import EpochMetric, TrainingJob
+from core.tables import Blob, Dataset, EpochMetric, NetworkModel, TrainingJob
 from tests.app.conftest import photo_bytes, zip_folder
 from tests.worker.conftest import RedisServer, make_stack
 
@@ -59,9 +59,13 @@ def test_job_succeeds_and_its_model_serves_inspections(stack, tiny_set):
     assert job["status"] == "succeeded", job
     assert job["progress"] == 100 and [e["epoch"] for e in job["epochs"]] == [1, 2]
     assert all(0 <= e["val_macro_f1"] <= 1 for e in job["epochs"])
-    with transaction(stack.settings.db_url) as session:
+    with transaction(stack.settings.db_url) as session:  # #13 item 13: no bloat
         row = session.get(TrainingJob, job_id)
-        assert row.last_checkpoint_blob_id and row.best_checkpoint_blob_id
+        assert row.last_checkpoint_blob_id is None  # published: the resumable copy is gone
+        kept = set(session.scalars(select(Blob.id)))
+        expected = {session.get(Dataset, dataset_id).blob_id}
+        expected.add(session.get(NetworkModel, job["result_model_id"]).blob_id)
+        assert kept == expected, kept - expected
     model_id = job["result_model_id"]
     model = stack.client.get(f"/v1/models/{model_id}").json()
     assert model["source_job_id"] == job_id and not model["is_active"]

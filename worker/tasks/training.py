@@ -10,7 +10,7 @@ from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.exc import OperationalError
 
-from core.blobs import store_bytes
+from core.blobs import delete_blob, store_bytes
 from core.catalog import activate, active_model, model_row, val_macro_f1
 from core.config import get_settings
 from core.db import transaction
@@ -120,9 +120,7 @@ def _train(settings: Any, job: Claim) -> str:
                 }
 
             def epoch_end(record: dict[str, Any], last: Any, improved: bool) -> None:
-                save_epoch(
-                    settings, job, record, to_bytes(last), improved, beat.progress.get("progress")
-                )
+                save_epoch(settings, job, record, to_bytes(last), beat.progress.get("progress"))
 
             result = fit(
                 config,
@@ -164,4 +162,7 @@ def _publish(settings: Any, job: Claim, ckpt: Any, data: bytes) -> str:
         row.result_model_id = model.id
         row.status, row.progress, row.error = "succeeded", 100.0, None
         row.finished_at, row.lease_owner = utcnow(), None
+        resumable, row.last_checkpoint_blob_id = row.last_checkpoint_blob_id, None
+        session.flush()
+        delete_blob(session, resumable)  # published: nothing left to resume
     return "succeeded"

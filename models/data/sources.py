@@ -92,7 +92,7 @@ class ZipSource:
     def read(self, name: str) -> bytes:
         return self._zip.read(name)
 
-    def __getstate__(self) -> dict[str, object]:  # DataLoader workers reopen the zip
+    def __getstate__(self) -> dict[str, object]:  # pickled (to another process): reopen
         return {"path": self.path}
 
     def __setstate__(self, state: dict[str, object]) -> None:

@@ -101,12 +101,6 @@ class ClassCovariance(nn.Module):
         self.mean.sub_(delta * w.unsqueeze(1))
         self.count.add_(n.to(torch.int64))
 
-    def reset(self) -> None:
-        """Forget everything seen so far."""
-        self.count.zero_()
-        self.mean.zero_()
-        self.cov.zero_()
-
 
 def class_pair_quadratic(weight: torch.Tensor, class_cov: torch.Tensor) -> torch.Tensor:
     """The C x C table q[y, j] = (w_j − w_y)ᵀ Σ_y (w_j − w_y), with q[y, y] = 0.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from models.backbones import backbone_spec
@@ -46,7 +46,6 @@ class TrainConfig:
     ram_cache_mb: int = 4096  # decoded tiles beyond this go to a memory-mapped file
     cache_dir: str | None = None  # where that file goes (None: the system's temp folder)
     target_precision: float | None = None  # None: the threshold that maximises val F1
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         backbone_spec(self.backbone)

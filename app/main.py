@@ -42,7 +42,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics = Metrics()
         registry = ModelRegistry(settings, sessions)
         runner = InspectionRunner(
-            sessions, registry, settings.inspection_queue_size, settings.blob_chunk_bytes, metrics
+            sessions,
+            registry,
+            settings.inspection_queue_size,
+            settings.blob_chunk_bytes,
+            metrics,
+            settings.inspection_lease_s,
         )
         app.state.settings, app.state.sessions, app.state.metrics = settings, sessions, metrics
         app.state.registry, app.state.runner, app.state.jobs = registry, runner, JobQueue(settings)

@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     max_tiles_per_inspection: int = Field(
         250_000, ge=1, description="most tiles one inspection may cut (tile and stride decide)"
     )
+    inspection_lease_s: float = Field(
+        30.0,
+        gt=0,
+        description="an API process's hold on its unfinished inspections, renewed "
+        "every third of it; another process takes them over once it runs out",
+    )
     inspection_wait_s: float = Field(20.0, description="how long POST waits before answering 202")
     inference_device: str = Field("auto", description="auto, cpu or cuda[:N]")
     max_loaded_models: int = Field(

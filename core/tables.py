@@ -199,6 +199,10 @@ class Inspection(Base):
     crackmap: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     overlay_blob_id: Mapped[str | None] = mapped_column(ForeignKey("blobs.id"), nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The API process that holds an unfinished inspection, and until when: another process
+    # takes it over only once the lease has run out (its holder died).
+    lease_owner: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    leased_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 

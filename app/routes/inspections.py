@@ -84,6 +84,7 @@ async def create_inspection(
                 params={"tile": tile, "stride": stride, "threshold": threshold},
                 model_id=model_id,
                 status="queued",
+                **runner.lease(),
             )
             media = image.content_type or "application/octet-stream"
             inspection_id = await asyncio.to_thread(store_inspection, request, path, media, row)

@@ -1,17 +1,24 @@
 """The inspection runner: a bounded queue in the API process, served by one inference thread.
 
 An accepted inspection is stored (image blob + row) before it is queued, so it
-survives a restart: `recover()` re-queues every unfinished one at start-up.
+survives a restart. Each unfinished inspection is leased to the API process that holds
+it; a keeper thread renews this process's leases and takes over inspections whose
+lease ran out (their process died), so with several API processes none runs twice and
+none is left behind.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import queue
+import socket
 import threading
+import uuid
 from concurrent.futures import Future
+from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.metrics import Metrics
@@ -34,7 +41,10 @@ class InspectionRunner:
         capacity: int,
         chunk_bytes: int,
         metrics: Metrics,
+        lease_s: float = 30.0,
     ) -> None:
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.lease_s = lease_s
         self.sessions = sessions
         self.registry = registry
         self.capacity = capacity
@@ -44,13 +54,51 @@ class InspectionRunner:
         self._lock = threading.Lock()
         self._reserved = 0
         self._thread = threading.Thread(target=self._serve, name="inspections", daemon=True)
+        self._stop = threading.Event()
+        self._keeper = threading.Thread(target=self._keep_leases, name="leases", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
+        self._keeper.start()
 
     def stop(self) -> None:
+        self._stop.set()
         self._queue.put(None)
         self._thread.join(timeout=30)
+        self._keeper.join(timeout=5)
+
+    def lease(self) -> dict[str, object]:
+        """The columns that lease a new inspection row to this process."""
+        return {
+            "lease_owner": self.owner,
+            "leased_until": utcnow() + timedelta(seconds=self.lease_s),
+        }
+
+    def _takeable(self) -> ColumnElement[bool]:
+        """Unfinished, and held by this process or by nobody alive."""
+        return Inspection.status.in_(UNFINISHED) & or_(
+            Inspection.lease_owner.is_(None),
+            Inspection.lease_owner == self.owner,
+            Inspection.leased_until.is_(None),
+            Inspection.leased_until < utcnow(),
+        )
+
+    def renew(self) -> None:
+        """Extend the leases of every unfinished inspection this process holds."""
+        with self.sessions.begin() as session:
+            session.execute(
+                update(Inspection)
+                .where(Inspection.lease_owner == self.owner, Inspection.status.in_(UNFINISHED))
+                .values(leased_until=utcnow() + timedelta(seconds=self.lease_s))
+            )
+
+    def _keep_leases(self) -> None:
+        while not self._stop.wait(self.lease_s / 3):
+            try:
+                self.renew()
+                self.recover()
+            except Exception as exc:  # the database is away: try again next round
+                log.warning("inspection lease upkeep failed: %s", exc)
 
     @property
     def depth(self) -> int:
@@ -79,22 +127,33 @@ class InspectionRunner:
         return future
 
     def recover(self) -> int:
-        """Re-queue every inspection a previous process accepted but did not finish."""
+        """Take over and queue the unfinished inspections that no live process holds
+        (at start-up: those a previous process accepted but did not finish)."""
         with self.sessions.begin() as session:
-            ids = session.scalars(
-                select(Inspection.id)
-                .where(Inspection.status.in_(UNFINISHED))
-                .order_by(Inspection.created_at)
-            ).all()
-            for row in session.scalars(select(Inspection).where(Inspection.id.in_(ids))):
-                row.status = "queued"
-        for inspection_id in ids:
+            ids = list(
+                session.scalars(
+                    select(Inspection.id)
+                    .where(self._takeable(), Inspection.lease_owner.is_distinct_from(self.owner))
+                    .order_by(Inspection.created_at)
+                    .limit(max(0, self.capacity - self.depth))
+                )
+            )
+            taken = []
+            for inspection_id in ids:  # one by one: another process may take some first
+                result = session.execute(
+                    update(Inspection)
+                    .where(Inspection.id == inspection_id, self._takeable())
+                    .values(status="queued", **self.lease())
+                )
+                if result.rowcount == 1:  # type: ignore[attr-defined]
+                    taken.append(inspection_id)
+        for inspection_id in taken:
             with self._lock:
                 self._reserved += 1
             self.submit(inspection_id)
-        if ids:
-            log.info("re-queued %d unfinished inspections", len(ids))
-        return len(ids)
+        if taken:
+            log.info("took over %d unfinished inspections", len(taken))
+        return len(taken)
 
     def _serve(self) -> None:
         while (item := self._queue.get()) is not None:
@@ -111,10 +170,16 @@ class InspectionRunner:
 
     def _run(self, inspection_id: str) -> str:
         with self.sessions.begin() as session:
+            claimed = session.execute(
+                update(Inspection)
+                .where(Inspection.id == inspection_id, self._takeable())
+                .values(status="running", **self.lease())
+            )
             row = session.get(Inspection, inspection_id)
-            if row is None or row.status not in UNFINISHED:
-                return row.status if row else "deleted"
-            row.status = "running"
+            if row is None:
+                return "deleted"
+            if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                return row.status  # finished, or held by another live process
             params = dict(row.params)
             model_id = row.model_id
             data = read_bytes(session, row.image_blob_id)
@@ -139,6 +204,7 @@ class InspectionRunner:
             row.model_id = model_id
             row.status = "succeeded"
             row.finished_at = utcnow()
+            row.lease_owner = row.leased_until = None
         return "succeeded"
 
     def _fail(self, inspection_id: str, reason: str) -> str:
@@ -147,4 +213,5 @@ class InspectionRunner:
             if row is None:
                 return "deleted"
             row.status, row.error, row.finished_at = "failed", reason, utcnow()
+            row.lease_owner = row.leased_until = None
         return "failed"

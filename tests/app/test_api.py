@@ -633,3 +633,54 @@ def test_readyz_answers_503_in_time_while_the_database_hangs(api):
     assert_error(reply, 503)
     assert "no answer in time" in reply.json()["error"]["message"]
     assert waited < READY_DB_TIMEOUT_S + 2, waited
+
+
+def test_inspections_held_by_a_live_process_are_left_to_it(api_factory, tmp_path):
+    """#13 item 12: with several API processes, an unfinished inspection is taken over only
+    once its holder's lease has run out."""
+    from datetime import timedelta
+
+    from core.tables import utcnow
+
+    api = api_factory(inspection_lease_s=3.0)
+    import_and_activate(api, tmp_path)
+    reply = api.client.post(
+        "/v1/inspections",
+        files={"image": ("a.jpg", photo_bytes(), "image/jpeg")},
+        headers=api.headers("inspect"),
+    )
+    done = reply.json()
+    assert done["status"] == "succeeded", done
+    url = api.settings.db_url
+    with transaction(url) as session:
+        source = session.get(Inspection, done["id"])
+        ids = {}
+        for label, until in (("alive", 600), ("dead", -1)):
+            row = Inspection(
+                filename=label,
+                image_blob_id=source.image_blob_id,
+                width=source.width,
+                height=source.height,
+                params=source.params,
+                model_id=source.model_id,
+                status="running",
+                lease_owner="another-host:1:abcd",
+                leased_until=utcnow() + timedelta(seconds=until),
+            )
+            session.add(row)
+            session.flush()
+            ids[label] = row.id
+    runner = api.client.app.state.runner  # type: ignore[attr-defined]
+    assert runner.recover() == 1
+    for _ in range(200):
+        dead = api.client.get(f"/v1/inspections/{ids['dead']}", headers=api.headers("read"))
+        if dead.json()["status"] == "succeeded":
+            break
+        time.sleep(0.05)
+    assert dead.json()["status"] == "succeeded"
+    with transaction(url) as session:
+        alive = session.get(Inspection, ids["alive"])
+        assert (alive.status, alive.lease_owner) == ("running", "another-host:1:abcd")
+        assert runner._run(ids["alive"]) == "running"  # noqa: SLF001  refused, not run twice
+        finished = session.get(Inspection, ids["dead"])
+        assert finished.lease_owner is None and finished.crackmap is not None

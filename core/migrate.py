@@ -12,20 +12,23 @@ from alembic.script import ScriptDirectory
 from core.db import get_engine
 
 
-def project_root() -> Path:
-    """Where alembic.ini and migrations/ are: the source checkout, or the working directory (images)."""
+def migrations_dir() -> Path:
+    """migrations/: beside core/ (a source checkout, or site-packages of an installed
+    wheel, which ships it), or in the working directory (the container image)."""
     for candidate in (Path(__file__).resolve().parents[1], Path.cwd()):
         if (candidate / "migrations" / "env.py").is_file():
-            return candidate
+            return candidate / "migrations"
     raise FileNotFoundError(
         "migrations/ not found beside crackscan's sources or in the working directory"
     )
 
 
 def alembic_config(url: str) -> Config:
-    root = project_root()
-    config = Config(str(root / "alembic.ini"))
-    config.set_main_option("script_location", str(root / "migrations"))
+    folder = migrations_dir()
+    ini = folder.parent / "alembic.ini"  # logging settings; a wheel runs without it
+    config = Config(str(ini)) if ini.is_file() else Config()
+    config.set_main_option("script_location", str(folder))
+    config.set_main_option("path_separator", "os")
     config.attributes["database_url"] = url
     return config
 

@@ -16,6 +16,7 @@ from app.body_limit import BodySizeLimit
 from app.errors import install_error_handlers
 from app.metrics import Metrics
 from app.routes import apikeys, datasets, health, inspections, jobs, models
+from app.schemas.api import ERROR_RESPONSES
 from app.services.inspections import InspectionRunner
 from app.services.jobs import JobQueue
 from app.services.models import ModelRegistry
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1",
         description="Crack maps from survey photos, and IGMSDA-trained crack classifiers.",
         lifespan=lifespan,
+        responses=ERROR_RESPONSES,
     )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_mb << 20)

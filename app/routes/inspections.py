@@ -8,14 +8,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Form, Request, Response, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BeforeValidator
 from sqlalchemy import select
 
 from app.auth import InspectScope, ReadScope
 from app.deps import RegistryDep, RunnerDep, SessionDep, SettingsDep
 from app.routes.common import Limit, Offset, blob_response, commit, get_or_404, paginate
-from app.schemas.api import InspectionRead, Page
+from app.schemas.api import InspectionRead, Page, iso_datetime_text
 from app.services.uploads import spooled
 from core.blobs import delete_blob, store_file
 from core.errors import Conflict, PayloadTooLarge, Unprocessable
@@ -23,6 +24,7 @@ from core.tables import Inspection
 from models.imageio import ImageDecodeError
 from models.inference import ImageTooLargeError, check_complete, make_grid, probe
 
+QueryTime = Annotated[datetime | None, BeforeValidator(iso_datetime_text), Query()]
 router = APIRouter(prefix="/v1/inspections", tags=["inspections"])
 
 
@@ -121,8 +123,8 @@ def list_inspections(
     request: Request,
     session: SessionDep,
     status: Literal["queued", "running", "succeeded", "failed"] | None = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
+    created_after: QueryTime = None,
+    created_before: QueryTime = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Page[InspectionRead]:

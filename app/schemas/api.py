@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
@@ -14,6 +14,45 @@ from models.training.config import DEFAULT_LOSS, LOSSES
 
 T = TypeVar("T")
 MAX_SETS_PER_JOB = 8
+
+
+class ErrorDetail(BaseModel):
+    status: int
+    code: str
+    message: str
+    field: str | None = None
+    model_config = ConfigDict(extra="allow")  # e.g. details: the validation errors
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx and 5xx answer: {"error": {"status", "code", "message", "field"}}."""
+
+    error: ErrorDetail
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": text}
+    for code, text in (
+        (400, "malformed request (e.g. a broken multipart body)"),
+        (401, "missing, invalid or revoked API key"),
+        (403, "the key lacks the scope"),
+        (404, "no such item"),
+        (409, "conflicts with the item's state"),
+        (413, "upload or image too large"),
+        (422, "invalid input"),
+        (429, "busy: retry after Retry-After seconds"),
+        (503, "a dependency (database, broker) is unavailable: retry after Retry-After seconds"),
+    )
+}
+
+
+def iso_datetime_text(value: Any) -> Any:
+    """Query times must be RFC 3339 text, not numbers read as Unix times."""
+    if value is not None and not isinstance(value, str | datetime):
+        raise ValueError("a date-time in RFC 3339 form, e.g. 2026-11-29T12:00:00Z")
+    if isinstance(value, str) and not any(c in value for c in "-:T"):
+        raise ValueError("a date-time in RFC 3339 form, e.g. 2026-11-29T12:00:00Z")
+    return value
 
 
 class Page(BaseModel, Generic[T]):
@@ -58,8 +97,10 @@ class DatasetRead(BaseModel):
 
 class JobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    dataset_id: str | None = Field(None, description="one labelled set (or use dataset_ids)")
-    dataset_ids: list[str] | None = Field(
+    dataset_id: str | None = Field(
+        None, min_length=1, max_length=64, description="one labelled set (or use dataset_ids)"
+    )
+    dataset_ids: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
         None,
         min_length=1,
         max_length=MAX_SETS_PER_JOB,
@@ -70,17 +111,17 @@ class JobCreate(BaseModel):
     epochs: int = Field(ge=1, le=1000)
     image_size: int = Field(ge=32, le=1024)
     batch_size: int = Field(ge=1, le=1024)
-    base_model_id: str | None = None
+    base_model_id: str | None = Field(None, min_length=1, max_length=64)
     lr: float = Field(0.01, gt=0, le=10)
     momentum: float = Field(0.9, ge=0, lt=1)
-    weight_decay: float = Field(1e-4, ge=0)
-    lr_milestones: list[int] | None = None
-    lam0: float = Field(0.5, ge=0)
-    alpha0: float = Field(2.5, ge=0)
+    weight_decay: float = Field(1e-4, ge=0, le=1)
+    lr_milestones: list[Annotated[int, Field(ge=1, le=1000)]] | None = Field(None, max_length=20)
+    lam0: float = Field(0.5, ge=0, le=100)
+    alpha0: float = Field(2.5, ge=0, le=100)
     gm_samples: int = Field(100, ge=1, le=10000)
-    focal_gamma: float = Field(2.0, ge=0)
+    focal_gamma: float = Field(2.0, ge=0, le=10)
     diagonal_cov: bool = False
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1)
     weights: Literal["imagenet"] | None = None
     augment: Literal[AUGMENTS] = "survey"  # type: ignore[valid-type]
     target_precision: float | None = Field(

@@ -684,3 +684,11 @@ def test_inspections_held_by_a_live_process_are_left_to_it(api_factory, tmp_path
         assert runner._run(ids["alive"]) == "running"  # noqa: SLF001  refused, not run twice
         finished = session.get(Inspection, ids["dead"])
         assert finished.lease_owner is None and finished.crackmap is not None
+
+
+def test_an_empty_dataset_id_is_a_422_not_a_500(api):
+    """Found by schemathesis: "dataset_id": "" named no set and crashed the route."""
+    body = {"dataset_id": "", "backbone": "resnet18", "epochs": 1, "image_size": 32}
+    assert_error(api.client.post("/v1/jobs", json=body, headers=api.headers("train")), 422)
+    body = {"dataset_ids": [""], "backbone": "resnet18", "epochs": 1, "image_size": 32}
+    assert_error(api.client.post("/v1/jobs", json=body, headers=api.headers("train")), 422)

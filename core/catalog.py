@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -16,8 +16,23 @@ def _json_safe(value: object) -> dict[str, Any]:
     return dict(json.loads(json.dumps(value, default=str))) if isinstance(value, dict) else {}
 
 
-def model_row(ckpt: Any, blob_id: str, name: str, **extra: Any) -> NetworkModel:
-    """A models row for a checkpoint (any object with the checkpoint's attributes)."""
+class CheckpointFacts(Protocol):
+    """What a models row records of a checkpoint (models.checkpoint.Checkpoint has it)."""
+
+    backbone: str
+    classes: list[str]
+    defect_classes: list[str]
+    input_size: int
+    temperature: float
+    metrics: dict[str, Any]
+    config: dict[str, Any]
+
+    @property
+    def content_hash(self) -> str: ...
+
+
+def model_row(ckpt: CheckpointFacts, blob_id: str, name: str, **extra: Any) -> NetworkModel:
+    """A models row for a checkpoint."""
     return NetworkModel(
         name=name,
         backbone=ckpt.backbone,

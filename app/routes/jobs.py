@@ -7,6 +7,7 @@ from typing import Literal
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from app.auth import ReadScope, TrainScope
 from app.deps import SessionDep
@@ -21,10 +22,10 @@ router = APIRouter(prefix="/v1/jobs", tags=["training jobs"])
 ENQUEUE_RETRY_AFTER_S = 30  # when the broker is down
 
 
-def job_read(session: object, row: TrainingJob, with_epochs: bool = True) -> JobRead:
+def job_read(session: Session, row: TrainingJob, with_epochs: bool = True) -> JobRead:
     body = JobRead.model_validate(row)
     if with_epochs:
-        epochs = session.scalars(  # type: ignore[attr-defined]
+        epochs = session.scalars(
             select(EpochMetric).where(EpochMetric.job_id == row.id).order_by(EpochMetric.epoch)
         )
         body.epochs = [EpochRead.model_validate(e) for e in epochs]

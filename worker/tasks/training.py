@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
@@ -12,7 +12,7 @@ from sqlalchemy.exc import OperationalError
 
 from core.blobs import delete_blob, store_bytes
 from core.catalog import activate, active_model, model_row, val_macro_f1
-from core.config import get_settings
+from core.config import Settings, get_settings
 from core.db import transaction
 from core.queue import TRAINING_RUN
 from core.tables import TrainingJob, utcnow
@@ -29,6 +29,9 @@ from worker.jobstore import (
     save_epoch,
     temp_dir,
 )
+
+if TYPE_CHECKING:  # the training code is imported lazily, in the forked child
+    from models.checkpoint import Checkpoint
 
 log = logging.getLogger("crackscan.training")
 
@@ -75,7 +78,7 @@ def run_training(self: Task, job_id: str) -> str:
         return "failed"
 
 
-def _train(settings: Any, job: Claim) -> str:
+def _train(settings: Settings, job: Claim) -> str:
     # Imported here, in the forked child: the parent never initialises CUDA.
     from models.checkpoint import load_checkpoint, to_bytes
     from models.data import DEFAULT_MASK_TILE, load_labelled_set, merge_sets
@@ -141,7 +144,7 @@ def _train(settings: Any, job: Claim) -> str:
     return _publish(settings, job, result.checkpoint, checkpoint)
 
 
-def _publish(settings: Any, job: Claim, ckpt: Any, data: bytes) -> str:
+def _publish(settings: Settings, job: Claim, ckpt: Checkpoint, data: bytes) -> str:
     """Store the final model as a new version; activate it if asked and better than the active one."""
     with transaction(settings.db_url) as session:
         row = session.get(TrainingJob, job.job_id)

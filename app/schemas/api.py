@@ -48,11 +48,14 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 def iso_datetime_text(value: Any) -> Any:
     """Query times must be RFC 3339 text, not numbers read as Unix times."""
-    if value is not None and not isinstance(value, str | datetime):
-        raise ValueError("a date-time in RFC 3339 form, e.g. 2026-11-29T12:00:00Z")
-    if isinstance(value, str) and not any(c in value for c in "-:T"):
-        raise ValueError("a date-time in RFC 3339 form, e.g. 2026-11-29T12:00:00Z")
-    return value
+    if value is None or isinstance(value, datetime):
+        return value
+    try:
+        if isinstance(value, str) and "T" in value.upper():
+            return datetime.fromisoformat(value)
+    except ValueError:
+        pass
+    raise ValueError("a date-time in RFC 3339 form, e.g. 2026-11-29T12:00:00Z")
 
 
 class Page(BaseModel, Generic[T]):

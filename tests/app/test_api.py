@@ -692,3 +692,14 @@ def test_an_empty_dataset_id_is_a_422_not_a_500(api):
     assert_error(api.client.post("/v1/jobs", json=body, headers=api.headers("train")), 422)
     body = {"dataset_ids": [""], "backbone": "resnet18", "epochs": 1, "image_size": 32}
     assert_error(api.client.post("/v1/jobs", json=body, headers=api.headers("train")), 422)
+
+
+def test_query_times_must_be_rfc3339_text(api):
+    """Found by schemathesis: numbers were read as Unix times."""
+    for bad in ("-17", "0.5", "yesterday"):
+        reply = api.client.get(f"/v1/inspections?created_after={bad}", headers=api.headers("read"))
+        assert_error(reply, 422, "created_after")
+    good = api.client.get(
+        "/v1/inspections?created_after=2026-11-29T00:00:00Z", headers=api.headers("read")
+    )
+    assert good.status_code == 200, good.text

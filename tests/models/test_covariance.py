@@ -74,31 +74,35 @@ def test_estimator_ignores_gradients_and_rejects_bad_shapes():
 
 
 @pytest.mark.slow
-def test_class_pair_term_never_builds_an_n_by_c_by_f_by_f_tensor():
-    """Peak RSS over the first loss step, from a baseline taken before it (a warm-up of the
-    same code before the baseline would hide any growth). A control allocation of 1 GiB
-    afterwards shows the measurement sees what it is looking for."""
-    # An N x C x F x F float32 tensor at N = 64, C = 2, F = 2048 would be 2 GiB.
+def peak_rss_growth_mib(setup: str, step: str) -> int:
+    """Peak RSS growth (MiB) of `step` in a fresh process, from a baseline after `setup`."""
     script = textwrap.dedent(
-        """
+        f"""
         import resource, torch
-        from models.losses import IGMSDALoss
-        torch.manual_seed(0)
-        n, c, f = 64, 2, 2048
-        head = torch.nn.Linear(f, c)
-        loss_fn = IGMSDALoss(c, f)
-        x = torch.randn(n, f, requires_grad=True)
-        y = torch.arange(n) % c
         peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+        {setup}
         before = peak()
-        for _ in range(3):
-            loss_fn(x, y, head, 0.5).backward()
-        after = peak()
-        control = torch.ones(256 << 20)  # 1 GiB of float32, touched
-        print(after - before, peak() - after)
+        {step}
+        print(peak() - before)
         """
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
-    growth_mib, control_mib = map(int, out.stdout.strip().splitlines()[-1].split())
-    assert control_mib > 600, f"the RSS measurement missed a 1 GiB allocation ({control_mib} MiB)"
+    return int(out.stdout.strip().splitlines()[-1])
+
+
+def test_class_pair_term_never_builds_an_n_by_c_by_f_by_f_tensor():
+    """Peak RSS over the first loss steps, from a baseline taken before them (a warm-up of
+    the same code before the baseline would hide any growth). A control that allocates
+    1 GiB the same way shows the measurement sees what it is looking for."""
+    # An N x C x F x F float32 tensor at N = 64, C = 2, F = 2048 would be 2 GiB.
+    control = peak_rss_growth_mib("", "x = torch.ones(256 << 20)")
+    # (less than 1024: the baseline peak includes what importing torch briefly held)
+    assert control > 600, f"the RSS measurement missed a 1 GiB allocation ({control} MiB)"
+    setup = (
+        "from models.losses import IGMSDALoss; torch.manual_seed(0); n, c, f = 64, 2, 2048; "
+        "head = torch.nn.Linear(f, c); loss_fn = IGMSDALoss(c, f); "
+        "x = torch.randn(n, f, requires_grad=True); y = torch.arange(n) % c"
+    )
+    step = "for _ in range(3): loss_fn(x, y, head, 0.5).backward()"
+    growth_mib = peak_rss_growth_mib(setup, step)
     assert growth_mib < 400, f"peak RSS grew by {growth_mib} MiB"

@@ -78,8 +78,11 @@ def peak_rss_growth_mib(setup: str, step: str) -> int:
     """Peak RSS growth (MiB) of `step` in a fresh process, from a baseline after `setup`."""
     script = textwrap.dedent(
         f"""
-        import resource, torch
-        peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+        import torch
+        def peak():  # VmHWM: this address space's peak (ru_maxrss keeps the parent's after exec)
+            for line in open("/proc/self/status"):
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) // 1024
         {setup}
         before = peak()
         {step}

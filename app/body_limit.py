@@ -7,6 +7,8 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.errors import error_body
+
 MULTIPART_SLACK = 1 << 20  # form fields and part headers beside the file itself
 
 
@@ -15,30 +17,19 @@ class BodySizeLimit:
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
+        self.cap_mib = max_bytes >> 20
         self.max_bytes = max_bytes + MULTIPART_SLACK
 
-    def _refusal(self) -> tuple[Message, Message]:
-        message = f"the request body is larger than {self.max_bytes >> 20} MiB"
-        body = json.dumps(
-            {
-                "error": {
-                    "status": 413,
-                    "code": "payload_too_large",
-                    "message": message,
-                    "field": None,
-                }
-            }
-        ).encode()
-        start = {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-        return start, {"type": "http.response.body", "body": body}
+    async def _refuse(self, send: Send) -> None:
+        message = f"the upload is larger than {self.cap_mib} MiB"
+        body = json.dumps(error_body(413, "payload_too_large", message)).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -46,8 +37,7 @@ class BodySizeLimit:
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            for message in self._refusal():
-                await send(message)
+            await self._refuse(send)
             return
         seen = 0
         exceeded = False
@@ -69,8 +59,7 @@ class BodySizeLimit:
             if exceeded:  # whatever the app made of a cut body, the answer is 413
                 if not started:
                     started = True
-                    for refusal in self._refusal():
-                        await send(refusal)
+                    await self._refuse(send)
                 return
             started = started or message["type"] == "http.response.start"
             await send(message)
@@ -81,5 +70,4 @@ class BodySizeLimit:
             if not exceeded:
                 raise
             if not started:
-                for refusal in self._refusal():
-                    await send(refusal)
+                await self._refuse(send)

@@ -8,7 +8,6 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
@@ -29,7 +28,7 @@ def allowed_methods(request: Request) -> list[str]:
     """The methods of every route whose path matches the request's."""
     methods: set[str] = set()
     for route in request.app.router.routes:
-        if isinstance(route, APIRoute | Route) and route.path_regex.match(request.url.path):
+        if isinstance(route, Route) and route.path_regex.match(request.url.path):
             methods |= set(route.methods or ())
     return sorted(methods)
 

@@ -212,6 +212,9 @@ def run_losses(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
+RECIPE_KEYS = ("sets", "backbone", "image_size", "epochs", "train_tiles", "lr", "augment")
+
+
 def run_recipes(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Each recipe of RECIPES (or --recipes), with its estimated CPU training time.
 
@@ -243,9 +246,6 @@ def run_recipes(args: argparse.Namespace) -> list[dict[str, Any]]:
             print(f"{label} {loss}: {row}", flush=True)
             write_results("real_maps_recipes", {"rows": rows, "settings": vars(args)})
     return rows
-
-
-RECIPE_KEYS = ("sets", "backbone", "image_size", "epochs", "train_tiles", "lr", "augment")
 
 
 def run_transfer(args: argparse.Namespace) -> list[dict[str, Any]]:

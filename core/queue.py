@@ -52,6 +52,17 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     return config
 
 
+def send_training_run(app: Celery, job_id: str, max_retries: int) -> None:
+    """Hand training.run for a job to the broker; raises when the broker cannot take it."""
+    app.send_task(
+        TRAINING_RUN,
+        args=[job_id],
+        queue=TRAINING_QUEUE,
+        retry=True,
+        retry_policy={"max_retries": max_retries, "interval_start": 0.2, "interval_step": 0.5},
+    )
+
+
 def make_celery(settings: Settings, name: str = "crackscan") -> Celery:
     app = Celery(name)
     app.conf.update(celery_config(settings))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 
 import torch
@@ -21,6 +22,7 @@ def select_device(name: str = "auto") -> torch.device:
     return device
 
 
+@functools.cache
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX tiles)."""
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")

@@ -8,7 +8,6 @@ PostgreSQL and Redis, and a training job through HTTP from submission to success
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
@@ -16,12 +15,13 @@ import subprocess
 import time
 import urllib.request
 import venv
-import zipfile
 from pathlib import Path
 
 import pytest
 
+from bench.load import multipart
 from models.synthetic import write_tile_set
+from tests.app.conftest import zip_folder
 from tests.conftest import require_redis
 from tests.worker.conftest import free_port
 
@@ -49,19 +49,6 @@ def request(url: str, key: str, body: bytes | None = None, content_type: str = "
     req = urllib.request.Request(url, data=body, headers=headers)
     with urllib.request.urlopen(req, timeout=30) as reply:
         return json.loads(reply.read())
-
-
-def multipart(field: str, filename: str, data: bytes) -> tuple[bytes, str]:
-    boundary = "crackscan-test-boundary"
-    body = (
-        (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; '
-            f'filename="{filename}"\r\nContent-Type: application/zip\r\n\r\n'
-        ).encode()
-        + data
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
-    return body, f"multipart/form-data; boundary={boundary}"
 
 
 def test_serve_and_worker_from_a_runtime_only_install(tmp_path, postgres_url):
@@ -127,12 +114,9 @@ def test_serve_and_worker_from_a_runtime_only_install(tmp_path, postgres_url):
                 assert processes["serve"].poll() is None, log_tail()
                 time.sleep(0.5)
         tiles = write_tile_set(tmp_path / "tiles", per_class=30, size=32, seed=5)
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w") as zf:
-            for path in sorted(tiles.rglob("*")):
-                if path.is_file():
-                    zf.write(path, path.relative_to(tiles).as_posix())
-        body, content_type = multipart("file", "tiles.zip", buffer.getvalue())
+        body, content_type = multipart(
+            {"file": ("tiles.zip", zip_folder(tiles), "application/zip")}
+        )
         dataset = request(f"{base}/v1/datasets", key, body, content_type)
         job_body = {
             "dataset_id": dataset["id"],

@@ -17,7 +17,7 @@ from sqlalchemy import or_, select
 
 from core.config import Settings
 from core.db import transaction
-from core.queue import TRAINING_QUEUE, TRAINING_RUN
+from core.queue import send_training_run
 from core.tables import TrainingJob, utcnow
 
 log = logging.getLogger("crackscan.reaper")
@@ -83,13 +83,7 @@ class Reaper:
         for job_id in orphaned_jobs(self.settings):
             log.warning("sending training job %s (no live worker holds it)", job_id)
             try:
-                self.app.send_task(
-                    TRAINING_RUN,
-                    args=[job_id],
-                    queue=TRAINING_QUEUE,
-                    retry=True,
-                    retry_policy={"max_retries": 1, "interval_start": 0.2},
-                )
+                send_training_run(self.app, job_id, max_retries=1)
             except Exception as exc:  # broker down: the next sweep tries again
                 log.warning("could not send job %s (broker unreachable?): %s", job_id, exc)
                 break

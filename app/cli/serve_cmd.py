@@ -119,16 +119,18 @@ def worker_command(concurrency: int, loglevel: str = "info") -> list[str]:
 
 
 def _die_with_parent() -> None:
-    """In the worker, before exec: its own process group, and SIGTERM if serve dies
-    (even by kill -9), so a worker never outlives the server that started it."""
-    os.setsid()
+    """In the worker, before exec: SIGTERM if serve dies (even by kill -9), so a worker
+    never outlives the server that started it (Linux; elsewhere a no-op)."""
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG (Linux)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def start_worker(concurrency: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(worker_command(concurrency), preexec_fn=_die_with_parent)
+    """The worker in its own process group, so that stop_worker can end its pool too."""
+    return subprocess.Popen(
+        worker_command(concurrency), start_new_session=True, preexec_fn=_die_with_parent
+    )
 
 
 def stop_worker(process: subprocess.Popen[bytes], grace_s: float = 30.0) -> None:

@@ -7,7 +7,7 @@ import logging
 from celery import Celery
 
 from core.config import Settings
-from core.queue import TRAINING_QUEUE, TRAINING_RUN, make_celery
+from core.queue import make_celery, send_training_run
 
 log = logging.getLogger("crackscan.jobs")
 
@@ -26,13 +26,7 @@ class JobQueue:
     def enqueue(self, job_id: str) -> bool:
         """Send training.run; False when the broker cannot be reached (the caller answers 503)."""
         try:
-            self.celery.send_task(
-                TRAINING_RUN,
-                args=[job_id],
-                queue=TRAINING_QUEUE,
-                retry=True,
-                retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
-            )
+            send_training_run(self.celery, job_id, max_retries=2)
             return True
         except Exception as exc:  # broker down
             log.warning("could not enqueue job %s: %s", job_id, exc)

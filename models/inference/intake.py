@@ -78,18 +78,14 @@ def check_complete(data: bytes | Path) -> None:
     Raises:
         ImageDecodeError: the file ends early or its data is corrupt.
     """
-
-    def opened() -> Image.Image:
-        return _open_header(data)
-
     try:
-        with opened() as image:
+        with _open_header(data) as image:
             if image.format in ("JPEG", "MPO"):
                 image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
             image.load()
             checksummed = image.format == "PNG"
         if checksummed:  # every chunk's CRC, up to IEND (load() stops at the last pixel row)
-            with opened() as image:
+            with _open_header(data) as image:
                 image.verify()
     except Exception as exc:
         raise ImageDecodeError(f"the image is truncated or corrupt: {exc}") from exc

@@ -7,12 +7,14 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
-from core.apikeys import has_scope, verify_api_key
+from core.apikeys import SCOPES, has_scope, verify_api_key
 from core.errors import Forbidden, Unauthorized
 
 
 def require(scope: str) -> Callable[..., None]:
     """A dependency that admits requests whose key has `scope` (admin has every scope)."""
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}: the scopes are {SCOPES}")
 
     def check(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> None:
         state = request.app.state

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from app.body_limit import BodySizeLimit
 from app.errors import install_error_handlers
 from app.metrics import Metrics
-from app.routes import apikeys, datasets, health, inspections, jobs, models
+from app.routes import apikeys, datasets, health, inspections, jobs, trained_models
 from app.schemas.api import ERROR_RESPONSES
 from app.services.inspections import InspectionRunner
 from app.services.jobs import JobQueue
@@ -23,6 +23,7 @@ from app.services.models import ModelRegistry
 from core.config import Settings, get_settings
 from core.db import redacted_url, session_factory
 from core.migrate import is_up_to_date
+from core.statuses import JobStatus
 from core.tables import TrainingJob
 
 log = logging.getLogger("crackscan.api")
@@ -86,7 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         return response
 
-    for module in (health, inspections, datasets, jobs, models, apikeys):
+    for module in (health, inspections, datasets, jobs, trained_models, apikeys):
         app.include_router(module.router)
 
     @app.get("/dashboard", include_in_schema=False)
@@ -103,4 +104,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def _count_queued(sessions: object) -> int:
     with sessions() as session:  # type: ignore[operator]
-        return int(session.scalar(select(func.count()).where(TrainingJob.status == "queued")) or 0)
+        return int(
+            session.scalar(select(func.count()).where(TrainingJob.status == JobStatus.QUEUED)) or 0
+        )

@@ -25,6 +25,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from core.statuses import InspectionStatus, JobStatus
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -151,7 +153,7 @@ class TrainingJob(Base):
     # Every set the job trains on, in order (dataset_id is the first, kept for its foreign key).
     dataset_ids: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
     base_model_id: Mapped[str | None] = mapped_column(ForeignKey("models.id"), nullable=True)
-    status: Mapped[str] = mapped_column(String(20), default="queued", index=True)
+    status: Mapped[str] = mapped_column(String(20), default=JobStatus.QUEUED, index=True)
     config: Mapped[dict[str, Any]] = mapped_column(JSON)
     auto_activate: Mapped[bool] = mapped_column(Boolean, default=False)
     progress: Mapped[float] = mapped_column(Float, default=0.0)
@@ -189,7 +191,7 @@ class EpochMetric(Base):
 class Inspection(Base):
     __tablename__ = "inspections"
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
-    status: Mapped[str] = mapped_column(String(20), default="queued", index=True)
+    status: Mapped[str] = mapped_column(String(20), default=InspectionStatus.QUEUED, index=True)
     filename: Mapped[str] = mapped_column(String(300))
     image_blob_id: Mapped[str] = mapped_column(ForeignKey("blobs.id"))
     width: Mapped[int] = mapped_column(Integer)

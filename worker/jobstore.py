@@ -18,9 +18,8 @@ from sqlalchemy import or_, select, update
 from core.blobs import delete_blob, store_bytes, write_to_file
 from core.config import Settings
 from core.db import transaction
+from core.statuses import JOB_FINAL, JobStatus
 from core.tables import Dataset, EpochMetric, NetworkModel, TrainingJob, utcnow
-
-FINAL = ("succeeded", "failed", "cancelled")
 
 
 def new_owner() -> str:
@@ -54,13 +53,13 @@ def claim(settings: Settings, job_id: str, owner: str) -> Claim | str:
                 TrainingJob.id == job_id,
                 TrainingJob.cancel_requested.is_(False),
                 or_(
-                    TrainingJob.status == "queued",
-                    (TrainingJob.status == "running")
+                    TrainingJob.status == JobStatus.QUEUED,
+                    (TrainingJob.status == JobStatus.RUNNING)
                     & or_(TrainingJob.heartbeat_at.is_(None), TrainingJob.heartbeat_at < stale),
                 ),
             )
             .values(
-                status="running",
+                status=JobStatus.RUNNING,
                 lease_owner=owner,
                 heartbeat_at=utcnow(),
                 attempts=TrainingJob.attempts + 1,
@@ -70,11 +69,11 @@ def claim(settings: Settings, job_id: str, owner: str) -> Claim | str:
         if row is None:
             return "no such job"
         if result.rowcount != 1:  # type: ignore[attr-defined]
-            if row.cancel_requested and row.status not in FINAL:
-                row.status, row.finished_at = "cancelled", utcnow()
+            if row.cancel_requested and row.status not in JOB_FINAL:
+                row.status, row.finished_at = JobStatus.CANCELLED, utcnow()
                 return "cancelled before it started"
             return f"job is {row.status}" + (
-                f", held by {row.lease_owner}" if row.status == "running" else ""
+                f", held by {row.lease_owner}" if row.status == JobStatus.RUNNING else ""
             )
         row.started_at = row.started_at or utcnow()
         return Claim(

@@ -18,6 +18,7 @@ from sqlalchemy import or_, select
 from core.config import Settings
 from core.db import transaction
 from core.queue import send_training_run
+from core.statuses import JobStatus
 from core.tables import TrainingJob, utcnow
 
 log = logging.getLogger("crackscan.reaper")
@@ -39,9 +40,9 @@ def orphaned_jobs(settings: Settings) -> list[str]:
                 select(TrainingJob.id)
                 .where(
                     or_(
-                        (TrainingJob.status == "queued")
+                        (TrainingJob.status == JobStatus.QUEUED)
                         & or_(TrainingJob.enqueued_at.is_(None), TrainingJob.enqueued_at < lost),
-                        (TrainingJob.status == "running")
+                        (TrainingJob.status == JobStatus.RUNNING)
                         & or_(TrainingJob.heartbeat_at.is_(None), TrainingJob.heartbeat_at < stale)
                         & or_(TrainingJob.enqueued_at.is_(None), TrainingJob.enqueued_at < stale),
                     )

@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 from tqdm import tqdm
 
+from core.statuses import INSPECTION_UNFINISHED, JOB_FINAL, InspectionStatus, JobStatus
 from models.training.config import DEFAULT_LOSS
 
 SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -166,7 +167,7 @@ def _demo(
         f"4/6 training job {job['id']}: resnet18 + {DEFAULT_LOSS}, {epochs} epochs, on the worker"
     )
     job = _follow(client, job["id"])
-    if job["status"] != "succeeded":
+    if job["status"] != JobStatus.SUCCEEDED:
         raise ValueError(f"the training job ended {job['status']}: {job['error']}")
     model_id = job["result_model_id"]
     _check(client.post(f"/v1/models/{model_id}/activate"), "activation")
@@ -293,7 +294,7 @@ def _follow(client: httpx.Client, job_id: str) -> dict[str, Any]:
                     f"epoch {epochs[-1]['epoch']}, val F {epochs[-1]['val_macro_f1']:.3f}"
                 )
             bar.refresh()
-            if job["status"] in ("succeeded", "failed", "cancelled"):
+            if job["status"] in JOB_FINAL:
                 return job
             time.sleep(1.0)
 
@@ -303,10 +304,10 @@ def _inspect(client: httpx.Client, path: Path, out: Path) -> str:
         client.post("/v1/inspections", files={"image": (path.name, path.read_bytes())}),
         f"inspection of {path.name}",
     )
-    while reply["status"] in ("queued", "running"):
+    while reply["status"] in INSPECTION_UNFINISHED:
         time.sleep(0.5)
         reply = _check(client.get(f"/v1/inspections/{reply['id']}"), "inspection status")
-    if reply["status"] != "succeeded":
+    if reply["status"] != InspectionStatus.SUCCEEDED:
         return f"{path.name}: {reply['status']} ({reply['error']})"
     overlay = out / f"{path.stem}.overlay.png"
     overlay.write_bytes(client.get(f"/v1/inspections/{reply['id']}/overlay.png").content)

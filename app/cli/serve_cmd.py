@@ -14,6 +14,8 @@ from typing import Any
 
 
 def register(sub: Any) -> None:
+    from core.apikeys import SCOPES
+
     serve = sub.add_parser("serve", help="run the API server")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
@@ -44,9 +46,7 @@ def register(sub: Any) -> None:
     create = keys_sub.add_parser(
         "create", help="create a key; it is printed once, as the last line"
     )
-    create.add_argument(
-        "--scope", nargs="+", required=True, choices=("read", "inspect", "train", "admin")
-    )
+    create.add_argument("--scope", nargs="+", required=True, choices=SCOPES)
     create.add_argument("--name", default="")
     create.set_defaults(run=run_apikey_create)
     revoke = keys_sub.add_parser("revoke", help="revoke a key: it gets 401 from now on")

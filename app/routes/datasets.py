@@ -18,6 +18,7 @@ from app.services.uploads import spooled
 from core.blobs import delete_blob, store_file
 from core.config import Settings
 from core.errors import Conflict, Unprocessable
+from core.statuses import JOB_UNFINISHED
 from core.tables import Dataset, TrainingJob
 from models.data import DEFAULT_MASK_TILE, LabelledSet, load_labelled_set
 
@@ -107,7 +108,7 @@ def delete_dataset(dataset_id: str, session: SessionDep) -> Response:
     row = get_or_404(session, Dataset, dataset_id, "dataset")
     active = session.execute(
         select(TrainingJob.id, TrainingJob.dataset_id, TrainingJob.dataset_ids).where(
-            TrainingJob.status.in_(("queued", "running"))
+            TrainingJob.status.in_(JOB_UNFINISHED)
         )
     ).all()  # unfinished jobs: few, bounded by the workers and the queue
     busy = next(

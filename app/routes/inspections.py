@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -20,6 +20,7 @@ from app.schemas.api import InspectionRead, Page, iso_datetime_text
 from app.services.uploads import spooled
 from core.blobs import delete_blob, store_file
 from core.errors import Conflict, PayloadTooLarge, Unprocessable
+from core.statuses import INSPECTION_FINAL, InspectionStatus
 from core.tables import Inspection
 from models.imageio import ImageDecodeError
 from models.inference import ImageTooLargeError, check_complete, make_grid, probe
@@ -31,7 +32,7 @@ router = APIRouter(prefix="/v1/inspections", tags=["inspections"])
 def inspection_read(row: Inspection, request: Request, with_map: bool = True) -> InspectionRead:
     body = InspectionRead.model_validate(row)
     body.crackmap = row.crackmap if with_map else None
-    if row.status == "succeeded":
+    if row.status == InspectionStatus.SUCCEEDED:
         body.overlay_url = str(request.url_for("get_overlay", inspection_id=row.id))
     return body
 
@@ -85,7 +86,7 @@ async def create_inspection(
                 height=height,
                 params={"tile": tile, "stride": stride, "threshold": threshold},
                 model_id=model_id,
-                status="queued",
+                status=InspectionStatus.QUEUED,
                 **runner.lease(),
             )
             media = image.content_type or "application/octet-stream"
@@ -104,7 +105,7 @@ async def create_inspection(
         row = get_or_404(session, Inspection, inspection_id, "inspection")
         body = inspection_read(row, request).model_dump(mode="json")
     location = str(request.url_for("get_inspection", inspection_id=inspection_id))
-    code = 201 if body["status"] in ("succeeded", "failed") else 202
+    code = 201 if body["status"] in INSPECTION_FINAL else 202
     return JSONResponse(body, status_code=code, headers={"Location": location})
 
 
@@ -122,7 +123,7 @@ def store_inspection(request: Request, path: Path, media_type: str, row: Inspect
 def list_inspections(
     request: Request,
     session: SessionDep,
-    status: Literal["queued", "running", "succeeded", "failed"] | None = None,
+    status: InspectionStatus | None = None,
     created_after: QueryTime = None,
     created_before: QueryTime = None,
     limit: Limit = 50,

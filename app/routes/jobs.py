@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import delete, select
@@ -14,6 +12,7 @@ from app.deps import SessionDep
 from app.routes.common import Limit, Offset, commit, get_or_404, paginate
 from app.schemas.api import EpochRead, JobCreate, JobRead, Page
 from core.errors import Conflict, ServiceUnavailable, Unprocessable
+from core.statuses import JOB_FINAL, JobStatus
 from core.tables import Dataset, EpochMetric, NetworkModel, TrainingJob, utcnow
 from models.data.merge import reconcile_classes
 from models.training import TrainConfig
@@ -66,7 +65,7 @@ def create_job(body: JobCreate, request: Request) -> JSONResponse:
             base_model_id=body.base_model_id,
             config=config.to_dict(),
             auto_activate=body.auto_activate,
-            status="queued",
+            status=JobStatus.QUEUED,
         )
         session.add(job)
         session.flush()
@@ -91,7 +90,7 @@ def create_job(body: JobCreate, request: Request) -> JSONResponse:
 @router.get("", dependencies=[ReadScope], response_model=Page[JobRead])
 def list_jobs(
     session: SessionDep,
-    status: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None,
+    status: JobStatus | None = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Page[JobRead]:
@@ -112,11 +111,11 @@ def get_job(job_id: str, session: SessionDep) -> JobRead:
 @router.post("/{job_id}/cancel", dependencies=[TrainScope], response_model=JobRead)
 def cancel_job(job_id: str, session: SessionDep) -> JobRead:
     row = get_or_404(session, TrainingJob, job_id, "job")
-    if row.status in ("succeeded", "failed", "cancelled"):
+    if row.status in JOB_FINAL:
         raise Conflict(f"job {job_id} has already ended ({row.status})")
     row.cancel_requested = True
-    if row.status == "queued":
-        row.status, row.finished_at = "cancelled", utcnow()
+    if row.status == JobStatus.QUEUED:
+        row.status, row.finished_at = JobStatus.CANCELLED, utcnow()
     session.flush()
     body = job_read(session, row)
     commit(session)

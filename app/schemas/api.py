@@ -7,6 +7,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
+from core.statuses import InspectionStatus, JobStatus
 from models.backbones import BACKBONES
 from models.data.augment import AUGMENTS
 from models.threshold import DEFAULT_THRESHOLD
@@ -68,7 +69,7 @@ class Page(BaseModel, Generic[T]):
 class InspectionRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: str
-    status: Literal["queued", "running", "succeeded", "failed"]
+    status: InspectionStatus
     filename: str
     width: int
     height: int
@@ -162,7 +163,7 @@ class JobRead(BaseModel):
     dataset_id: str | None = Field(description="the first set; null once it is deleted")
     dataset_ids: list[str] | None = Field(description="every set the job trains on")
     base_model_id: str | None
-    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    status: JobStatus
     config: dict[str, Any]
     auto_activate: bool
     progress: float

@@ -26,11 +26,11 @@ from app.schemas.crackmap import crackmap_read
 from app.services.models import ModelRegistry
 from core.blobs import read_bytes, store_bytes
 from core.errors import TooManyRequests
+from core.statuses import INSPECTION_UNFINISHED, InspectionStatus
 from core.tables import Inspection, utcnow
 from models.inference import open_image, render_overlay
 
 log = logging.getLogger("crackscan.inspections")
-UNFINISHED = ("queued", "running")
 
 
 class InspectionRunner:
@@ -76,7 +76,7 @@ class InspectionRunner:
 
     def _takeable(self) -> ColumnElement[bool]:
         """Unfinished, and held by this process or by nobody alive."""
-        return Inspection.status.in_(UNFINISHED) & or_(
+        return Inspection.status.in_(INSPECTION_UNFINISHED) & or_(
             Inspection.lease_owner.is_(None),
             Inspection.lease_owner == self.owner,
             Inspection.leased_until.is_(None),
@@ -88,7 +88,10 @@ class InspectionRunner:
         with self.sessions.begin() as session:
             session.execute(
                 update(Inspection)
-                .where(Inspection.lease_owner == self.owner, Inspection.status.in_(UNFINISHED))
+                .where(
+                    Inspection.lease_owner == self.owner,
+                    Inspection.status.in_(INSPECTION_UNFINISHED),
+                )
                 .values(leased_until=utcnow() + timedelta(seconds=self.lease_s))
             )
 
@@ -143,7 +146,7 @@ class InspectionRunner:
                 result = session.execute(
                     update(Inspection)
                     .where(Inspection.id == inspection_id, self._takeable())
-                    .values(status="queued", **self.lease())
+                    .values(status=InspectionStatus.QUEUED, **self.lease())
                 )
                 if result.rowcount == 1:  # type: ignore[attr-defined]
                     taken.append(inspection_id)
@@ -173,7 +176,7 @@ class InspectionRunner:
             claimed = session.execute(
                 update(Inspection)
                 .where(Inspection.id == inspection_id, self._takeable())
-                .values(status="running", **self.lease())
+                .values(status=InspectionStatus.RUNNING, **self.lease())
             )
             row = session.get(Inspection, inspection_id)
             if row is None:
@@ -202,16 +205,16 @@ class InspectionRunner:
             row.overlay_blob_id = store_bytes(session, overlay, self.chunk_bytes, "image/png").id
             row.crackmap = document.model_dump(mode="json")
             row.model_id = model_id
-            row.status = "succeeded"
+            row.status = InspectionStatus.SUCCEEDED
             row.finished_at = utcnow()
             row.lease_owner = row.leased_until = None
-        return "succeeded"
+        return InspectionStatus.SUCCEEDED
 
     def _fail(self, inspection_id: str, reason: str) -> str:
         with self.sessions.begin() as session:
             row = session.get(Inspection, inspection_id)
             if row is None:
                 return "deleted"
-            row.status, row.error, row.finished_at = "failed", reason, utcnow()
+            row.status, row.error, row.finished_at = InspectionStatus.FAILED, reason, utcnow()
             row.lease_owner = row.leased_until = None
-        return "failed"
+        return InspectionStatus.FAILED

@@ -15,6 +15,7 @@ from core.catalog import activate, active_model, model_row, val_macro_f1
 from core.config import Settings, get_settings
 from core.db import transaction
 from core.queue import TRAINING_RUN
+from core.statuses import JobStatus
 from core.tables import TrainingJob, utcnow
 from worker.celery_app import app
 from worker.jobstore import (
@@ -56,26 +57,26 @@ def run_training(self: Task, job_id: str) -> str:
         finish(
             settings,
             taken,
-            "failed",
+            JobStatus.FAILED,
             f"gave up after {taken.attempts - 1} starts: its workers kept dying",
         )
-        return "failed"
+        return JobStatus.FAILED
     try:
         return _train(settings, taken)
     except SoftTimeLimitExceeded:
         finish(
             settings,
             taken,
-            "failed",
+            JobStatus.FAILED,
             "the job ran past its time limit (CRACKSCAN_JOB_SOFT_TIME_LIMIT_S)",
         )
-        return "failed"
+        return JobStatus.FAILED
     except OperationalError:
         raise
     except Exception as exc:
         log.exception("job %s failed", job_id)
-        finish(settings, taken, "failed", f"{type(exc).__name__}: {exc}")
-        return "failed"
+        finish(settings, taken, JobStatus.FAILED, f"{type(exc).__name__}: {exc}")
+        return JobStatus.FAILED
 
 
 def _train(settings: Settings, job: Claim) -> str:
@@ -138,8 +139,8 @@ def _train(settings: Settings, job: Claim) -> str:
                 log.warning("job %s: another worker took the lease; leaving it", job.job_id)
                 return "lost lease"
         if result.cancelled:
-            finish(settings, job, "cancelled", None)
-            return "cancelled"
+            finish(settings, job, JobStatus.CANCELLED, None)
+            return JobStatus.CANCELLED
         checkpoint = to_bytes(result.checkpoint)
     return _publish(settings, job, result.checkpoint, checkpoint)
 
@@ -163,9 +164,9 @@ def _publish(settings: Settings, job: Claim, ckpt: Checkpoint, data: bytes) -> s
         if row.auto_activate and val_macro_f1(model) > val_macro_f1(active_model(session)):
             activate(session, model.id)
         row.result_model_id = model.id
-        row.status, row.progress, row.error = "succeeded", 100.0, None
+        row.status, row.progress, row.error = JobStatus.SUCCEEDED, 100.0, None
         row.finished_at, row.lease_owner = utcnow(), None
         resumable, row.last_checkpoint_blob_id = row.last_checkpoint_blob_id, None
         session.flush()
         delete_blob(session, resumable)  # published: nothing left to resume
-    return "succeeded"
+    return JobStatus.SUCCEEDED

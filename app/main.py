@@ -53,8 +53,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.settings, app.state.sessions, app.state.metrics = settings, sessions, metrics
         app.state.registry, app.state.runner, app.state.jobs = registry, runner, JobQueue(settings)
-        metrics.gauges["crackscan_inspection_queue_depth"] = lambda: runner.depth
-        metrics.gauges["crackscan_training_jobs_queued"] = lambda: _count_queued(sessions)
+        metrics.gauge(
+            "crackscan_inspection_queue_depth",
+            "Inspections waiting in this server's queue.",
+            lambda: runner.depth,
+        )
+        metrics.gauge(
+            "crackscan_training_jobs_queued",
+            "Training jobs queued in the database.",
+            lambda: _count_queued(sessions),
+        )
         runner.start()
         runner.recover()
         try:

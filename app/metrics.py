@@ -1,83 +1,75 @@
-"""Prometheus metrics in the text exposition format: requests, latencies, tiles/s, queue depth."""
+"""Prometheus metrics for /metrics: requests, latencies, tiles/s and queue depths.
+
+Each app owns its registry (prometheus_client's default one is process-wide, and tests
+build many apps in one process). Gauges read from the service at scrape time are
+registered as callbacks; one that cannot be read now is left out of that scrape.
+"""
 
 from __future__ import annotations
 
-import threading
-from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class CallbackGauges(Collector):
+    """Gauges whose value is read by a callback when Prometheus scrapes."""
+
+    def __init__(self) -> None:
+        self.reads: dict[str, tuple[str, Callable[[], float]]] = {}
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        for name, (documentation, read) in sorted(self.reads.items()):
+            try:
+                value = float(read())
+            except Exception:  # e.g. the database is down: leave it out, keep the scrape
+                continue
+            yield GaugeMetricFamily(name, documentation, value=value)
 
 
 class Metrics:
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.requests: dict[tuple[str, str, int], int] = defaultdict(int)
-        self.latency_buckets: dict[tuple[str, str], list[int]] = defaultdict(
-            lambda: [0] * len(BUCKETS)
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "crackscan_http_requests",
+            "HTTP requests by method, route and status.",
+            ["method", "route", "status"],
+            registry=self.registry,
         )
-        self.latency_sum: dict[tuple[str, str], float] = defaultdict(float)
-        self.latency_count: dict[tuple[str, str], int] = defaultdict(int)
-        self.tiles_total = 0
-        self.tiles_seconds = 0.0
-        self.last_tiles_per_s = 0.0
-        self.gauges: dict[str, Callable[[], float]] = {}
+        self.latency = Histogram(
+            "crackscan_http_request_seconds",
+            "Request latency.",
+            ["method", "route"],
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self.tiles = Counter(
+            "crackscan_tiles", "Tiles classified by inspections.", registry=self.registry
+        )
+        self.tiles_per_second = Gauge(
+            "crackscan_tiles_per_second",
+            "Tiles per second of the last inspection.",
+            registry=self.registry,
+        )
+        self.callbacks = CallbackGauges()
+        self.registry.register(self.callbacks)
+
+    def gauge(self, name: str, documentation: str, read: Callable[[], float]) -> None:
+        """Report read() as the gauge `name` at every scrape."""
+        self.callbacks.reads[name] = (documentation, read)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        with self._lock:
-            self.requests[(method, route, status)] += 1
-            key = (method, route)
-            for i, edge in enumerate(BUCKETS):
-                if seconds <= edge:
-                    self.latency_buckets[key][i] += 1
-            self.latency_sum[key] += seconds
-            self.latency_count[key] += 1
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route).observe(seconds)
 
     def observe_tiles(self, tiles: int, seconds: float) -> None:
-        with self._lock:
-            self.tiles_total += tiles
-            self.tiles_seconds += seconds
-            self.last_tiles_per_s = tiles / seconds if seconds > 0 else 0.0
+        self.tiles.inc(tiles)
+        self.tiles_per_second.set(tiles / seconds if seconds > 0 else 0.0)
 
-    def render(self) -> str:
-        lines = [
-            "# HELP crackscan_http_requests_total HTTP requests by method, route and status.",
-            "# TYPE crackscan_http_requests_total counter",
-        ]
-        with self._lock:
-            for (method, route, status), n in sorted(self.requests.items()):
-                lines.append(
-                    f'crackscan_http_requests_total{{method="{method}",route="{route}",status="{status}"}} {n}'
-                )
-            lines += [
-                "# HELP crackscan_http_request_seconds Request latency.",
-                "# TYPE crackscan_http_request_seconds histogram",
-            ]
-            for (method, route), counts in sorted(self.latency_buckets.items()):
-                labels = f'method="{method}",route="{route}"'
-                for edge, n in zip(BUCKETS, counts, strict=True):
-                    lines.append(
-                        f'crackscan_http_request_seconds_bucket{{{labels},le="{edge}"}} {n}'
-                    )
-                total = self.latency_count[(method, route)]
-                lines.append(f'crackscan_http_request_seconds_bucket{{{labels},le="+Inf"}} {total}')
-                lines.append(
-                    f"crackscan_http_request_seconds_sum{{{labels}}} {self.latency_sum[(method, route)]:.6f}"
-                )
-                lines.append(f"crackscan_http_request_seconds_count{{{labels}}} {total}")
-            lines += [
-                "# HELP crackscan_tiles_total Tiles classified by inspections.",
-                "# TYPE crackscan_tiles_total counter",
-                f"crackscan_tiles_total {self.tiles_total}",
-                "# HELP crackscan_tiles_per_second Tiles per second of the last inspection.",
-                "# TYPE crackscan_tiles_per_second gauge",
-                f"crackscan_tiles_per_second {self.last_tiles_per_s:.3f}",
-            ]
-            gauges = dict(self.gauges)
-        for name, read in sorted(gauges.items()):
-            try:
-                value = float(read())
-            except Exception:  # a gauge that cannot be read now is left out
-                continue
-            lines += [f"# TYPE {name} gauge", f"{name} {value}"]
-        return "\n".join(lines) + "\n"
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

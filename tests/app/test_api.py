@@ -6,6 +6,7 @@ import hashlib
 import time
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
 from core.db import transaction
@@ -33,9 +34,21 @@ def test_health_readiness_and_metrics(api, tmp_path):
     model_id = import_and_activate(api, tmp_path)
     ready = api.client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["model_id"] == model_id
-    text = api.client.get("/metrics").text
-    assert "crackscan_http_requests_total" in text and "crackscan_inspection_queue_depth" in text
-    assert "crackscan_tiles_per_second" in text and "crackscan_training_jobs_queued" in text
+    reply = api.client.get("/metrics")
+    assert reply.headers["content-type"].startswith("text/plain; version=0.0.4")
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(reply.text)
+        for s in family.samples
+    }
+    readyz = (("method", "GET"), ("route", "/readyz"))
+    assert samples[("crackscan_http_requests_total", (*readyz, ("status", "200")))] == 1
+    assert samples[("crackscan_http_requests_total", (*readyz, ("status", "503")))] == 1
+    assert samples[("crackscan_http_request_seconds_count", readyz)] == 2
+    assert samples[("crackscan_inspection_queue_depth", ())] == 0
+    assert samples[("crackscan_training_jobs_queued", ())] == 0
+    assert samples[("crackscan_tiles_total", ())] == 0
+    assert ("crackscan_tiles_per_second", ()) in samples
 
 
 def test_auth_scopes(api):

@@ -20,6 +20,7 @@ bench/results/science.json, bench/results/science.md and docs/science_f_vs_size.
     python -m bench.science run --jobs 2      # everything (about 1.5 hours on 2 CPU cores)
     python -m bench.science report            # tables, JSON and the plot
     python -m bench.science exact             # igmsda-exact vs CE and the closed form
+    python -m bench.science plot              # redraw the plot from bench/results/science.json
     python -m bench.science run --stage grid --sizes 100 --seeds 0 --losses ce igmsda  # a part
     python -m bench.science run --stage grid --sizes full --seeds 0 --losses ce isda igmsda --lr 0.05
 """
@@ -42,7 +43,7 @@ import torch
 from bench.common import RESULTS_DIR, machine
 from bench.science_analysis import bound_gap, pt_summary, score_cfd, true_class_probs
 from bench.science_exact import exact_report
-from bench.science_report import build_report
+from bench.science_report import build_report, draw_f_vs_size
 from models.data import LabelledSet, load_labelled_set, load_tiles
 from models.training import TrainConfig, fit
 
@@ -371,7 +372,13 @@ def main(argv: list[str] | None = None) -> int:
     p_rep = sub.add_parser("report", help="aggregate the cached runs")
     p_rep.add_argument("--image-size", type=int, default=IMAGE_SIZE)
     p_rep.add_argument("--lr", type=float, default=LR)
+    sub.add_parser("plot", help="redraw the plot from bench/results/science.json (no cache)")
     args = parser.parse_args(argv)
+    if args.command == "plot":
+        summary = json.loads((RESULTS_DIR / "science.json").read_text())
+        draw_f_vs_size(summary["grid"], summary["image_size"], PLOT)
+        print(f"wrote {PLOT}")
+        return 0
     if not CCIC.is_dir():
         print(f"skipped: {CCIC} is absent (the real crack photos live in ../shared/data)")
         return 0

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from scipy.stats import t as student_t
+
 from bench.common import median
 from bench.plot import Series, line_plot
 
@@ -25,13 +27,6 @@ SIZE_ORDER = ["100", "300", "1000", "full"]
 FULL_PER_CLASS = 1500
 DEFAULT = (2.5, 0.5)
 
-# Two-sided 95% quantiles of Student's t, by degrees of freedom.
-T975 = {
-    1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
-    9: 2.262, 10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131,
-    16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093, 20: 2.086,
-}  # fmt: skip
-
 
 def mean_std(values: list[float]) -> tuple[float, float]:
     if not values:
@@ -45,7 +40,7 @@ def paired_ci(diffs: list[float]) -> tuple[float, float, float]:
     mean = statistics.fmean(diffs)
     if n < 2:
         return mean, math.nan, math.nan
-    half = T975.get(n - 1, 1.96) * statistics.stdev(diffs) / math.sqrt(n)
+    half = float(student_t.ppf(0.975, n - 1)) * statistics.stdev(diffs) / math.sqrt(n)
     return mean, mean - half, mean + half
 
 
@@ -125,19 +120,12 @@ def epoch_seconds(r: dict[str, Any]) -> float:
     return median([h["train_seconds"] for h in r["history"]])
 
 
-def build_report(
-    raw: dict[str, dict[str, Any]], image_size: int, plot_path: Path | None, lr: float = 0.01
-) -> tuple[dict[str, Any], str]:
-    """(JSON summary, Markdown tables) from the cached runs; draws the plot to plot_path.
-
-    Without a plot_path only the comparison tables (sections 1 and 2) are built.
-    """
-    runs = Runs(raw)
-    sizes = [s for s in SIZE_ORDER if any(k[1] == s for k in runs.by_key)]
-    losses = [x for x in LOSS_ORDER if any(k[0] == x for k in runs.by_key)]
-    md: list[str] = [f"Image size {image_size} px; learning rate {lr:g}; seeds {runs.seeds}.\n\n"]
-    summary: dict[str, Any] = {"image_size": image_size, "lr": lr, "seeds": runs.seeds, "grid": []}
-
+def _main_table(
+    runs: Runs, sizes: list[str], losses: list[str]
+) -> tuple[list[dict[str, Any]], str]:
+    """Section 1: test metrics per (size, loss), and the summary grid."""
+    md: list[str] = []
+    grid: list[dict[str, Any]] = []
     # 1. Main table: one column per (summary name, header, field, scale, digits)
     columns: list[tuple[str, str, Callable[[dict[str, Any]], float], float, int]] = [
         ("precision", "P %", lambda r: r["test"]["macro_precision"], 100.0, 2),
@@ -157,7 +145,7 @@ def build_report(
                 continue
             values = {name: [field(r) for r in ok] for name, _, field, _, _ in columns}
             paired = runs.paired(loss, size, f1) if loss != "ce" else []
-            summary["grid"].append(
+            grid.append(
                 {
                     "size": size,
                     "loss": loss,
@@ -177,7 +165,12 @@ def build_report(
             )
     md.append("### Test metrics (mean ± std over seeds)\n")
     md.append(_table(["tiles/class", "loss", *(c[1] for c in columns), "runs"], rows))
+    return grid, "".join(md)
 
+
+def _paired_table(runs: Runs, sizes: list[str], losses: list[str]) -> str:
+    """Section 2: paired differences in test F against CE, per size and pooled."""
+    md: list[str] = []
     # 2. Paired differences against CE
     rows = []
     for loss in losses:
@@ -193,10 +186,13 @@ def build_report(
         rows.append(row)
     md.append("\n### Paired difference in test F against CE, percentage points: mean [95% CI]\n")
     md.append(_table(["loss", *sizes, "all sizes"], rows))
+    return "".join(md)
 
-    if plot_path is None:  # a side study (another lr or size): the comparison tables only
-        return summary, "".join(md)
 
+def _sensitivity(runs: Runs) -> tuple[list[dict[str, Any]], str]:
+    """Section 3: IGMSDA's (alpha0, lambda0) grid at 300 tiles per class."""
+    md: list[str] = []
+    found: list[dict[str, Any]] = []
     # 3. Sensitivity
     sens_rows = []
     size = "300"
@@ -204,11 +200,10 @@ def build_report(
         {(k[3], k[4]) for k in runs.by_key if k[0] == "igmsda" and k[1] == size},
         key=lambda hp: (hp[1] != DEFAULT[1], hp),
     )
-    summary["sensitivity"] = []
     for hp in settings:
         ok = runs.ok("igmsda", size, hp)
         d = runs.paired("igmsda", size, f1, hp)
-        summary["sensitivity"].append(
+        found.append(
             {
                 "alpha0": hp[0],
                 "lam0": hp[1],
@@ -237,16 +232,21 @@ def build_report(
     if sens_rows:
         md.append(f"\n### Sensitivity of IGMSDA at {size} tiles per class\n")
         md.append(_table(["α0", "λ0", "F %", "ΔF vs CE [95% CI]", "ECE", "T", "runs"], sens_rows))
+    return found, "".join(md)
 
+
+def _bound_gap(runs: Runs) -> tuple[list[dict[str, Any]], str]:
+    """Section 4: the closed form against the Monte Carlo GM loss, full split."""
+    md: list[str] = []
+    found: list[dict[str, Any]] = []
     # 4. The bound against Monte Carlo
     gap_rows = []
-    summary["bound_gap"] = []
     for where in ("train", "test"):
         for r in runs.ok("igmsda", "full"):
             g = r.get(f"bound_gap_{where}")
             if g is None:
                 continue
-            summary["bound_gap"].append({"seed": r["spec"]["seed"], "tiles": where, **g})
+            found.append({"seed": r["spec"]["seed"], "tiles": where, **g})
             gap_rows.append(
                 [
                     where,
@@ -297,10 +297,15 @@ def build_report(
             ]
             md.append(f"\nBy p_t, train tiles, seed {first['spec']['seed']}:\n\n")
             md.append(_table(["p_t", "tiles", "bound", "MC", "gap", "gap at λ=0"], rows))
+    return found, "".join(md)
 
+
+def _p_t(runs: Runs, losses: list[str]) -> tuple[list[dict[str, Any]], str]:
+    """Section 5: p_t (softmax probability of the true class) at the end of training."""
+    md: list[str] = []
+    found: list[dict[str, Any]] = []
     # 5. p_t at the end of training
     rows = []
-    summary["p_t"] = []
     for loss in losses:
         ok = runs.ok(loss, "full")
         if not ok or "p_t_train" not in ok[0]:
@@ -309,7 +314,7 @@ def build_report(
         def stat(name: str, where: str = "train", ok: list[dict[str, Any]] = ok) -> list[float]:
             return [float(r[f"p_t_{where}"][name]) for r in ok]
 
-        summary["p_t"].append(
+        found.append(
             {
                 "loss": loss,
                 **{
@@ -352,10 +357,15 @@ def build_report(
                 rows,
             )
         )
+    return found, "".join(md)
 
+
+def _crackforest(runs: Runs, losses: list[str]) -> tuple[list[dict[str, Any]], str]:
+    """Section 6: crack maps of CrackForest, crack-class tile metrics."""
+    md: list[str] = []
+    found: list[dict[str, Any]] = []
     # 6. Cross-domain: CrackForest
     rows = []
-    summary["cfd"] = []
     for loss in losses:
         ok = [r for r in runs.ok(loss, "full") if "cfd" in r]
         if not ok:
@@ -365,7 +375,7 @@ def build_report(
             def c(name: str, i: int = i, ok: list[dict[str, Any]] = ok) -> list[float]:
                 return [float(r["cfd"][i][name]) for r in ok]
 
-            summary["cfd"].append(
+            found.append(
                 {
                     "loss": loss,
                     "tile": tile,
@@ -394,25 +404,58 @@ def build_report(
         md.append(
             _table(["loss", "tile px", "tiles", "crack tiles", "P %", "R %", "F %", "AP %"], rows)
         )
+    return found, "".join(md)
 
-    # The plot: F against training-set size, one line per loss
+
+def draw_f_vs_size(grid: list[dict[str, Any]], image_size: int, path: Path) -> None:
+    """The plot: test F against training tiles per class, one line per loss, from the grid
+    of the summary (so `bench.science plot` redraws it from bench/results/science.json)."""
     series = []
-    for loss in losses:
+    for loss in LOSS_ORDER:
+        cells = {g["size"]: g for g in grid if g["loss"] == loss and g["runs"] > 0}
+        if not cells:
+            continue
         points = []
-        for size in sizes:
-            values = runs.values(loss, size, f1)
-            if values:
-                m, s = mean_std(values)
+        for size in SIZE_ORDER:
+            if size in cells:
+                m, s = cells[size]["f1"]
                 n = FULL_PER_CLASS if size == "full" else int(size)
                 points.append((float(n), 100 * m, 100 * s))
         series.append(Series(LOSS_LABELS[loss], points))
     line_plot(
         series,
-        plot_path,
+        path,
         title=f"Test macro F on ccic-dev vs training tiles per class (resnet18, {image_size} px)",
         x_label="training tiles per class (log scale)",
         y_label="test macro F (%), mean ± std over seeds",
         x_ticks={float(FULL_PER_CLASS): f"{FULL_PER_CLASS} (full)"},
     )
+
+
+def build_report(
+    raw: dict[str, dict[str, Any]], image_size: int, plot_path: Path | None, lr: float = 0.01
+) -> tuple[dict[str, Any], str]:
+    """(JSON summary, Markdown tables) from the cached runs; draws the plot to plot_path.
+
+    Without a plot_path only the comparison tables (sections 1 and 2) are built.
+    """
+    runs = Runs(raw)
+    sizes = [s for s in SIZE_ORDER if any(k[1] == s for k in runs.by_key)]
+    losses = [x for x in LOSS_ORDER if any(k[0] == x for k in runs.by_key)]
+    md: list[str] = [f"Image size {image_size} px; learning rate {lr:g}; seeds {runs.seeds}.\n\n"]
+    summary: dict[str, Any] = {"image_size": image_size, "lr": lr, "seeds": runs.seeds}
+    summary["grid"], text = _main_table(runs, sizes, losses)
+    md += [text, _paired_table(runs, sizes, losses)]
+    if plot_path is None:  # a side study (another lr or size): the comparison tables only
+        return summary, "".join(md)
+    for name, (found, text) in (
+        ("sensitivity", _sensitivity(runs)),
+        ("bound_gap", _bound_gap(runs)),
+        ("p_t", _p_t(runs, losses)),
+        ("cfd", _crackforest(runs, losses)),
+    ):
+        summary[name] = found
+        md.append(text)
+    draw_f_vs_size(summary["grid"], image_size, plot_path)
     summary["plot"] = str(plot_path.name)
     return summary, "".join(md)

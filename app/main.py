@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import FileResponse, RedirectResponse
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from app.body_limit import BodySizeLimit
 from app.errors import install_error_handlers
@@ -35,40 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if not is_up_to_date(settings.db_url):
-            raise RuntimeError(
-                f"the database at {redacted_url(settings.db_url)} is not migrated: "
-                "run `crackscan db upgrade`"
-            )
-        sessions = session_factory(settings.db_url)
-        metrics = Metrics()
-        registry = ModelRegistry(settings, sessions)
-        runner = InspectionRunner(
-            sessions,
-            registry,
-            settings.inspection_queue_size,
-            settings.blob_chunk_bytes,
-            metrics,
-            settings.inspection_lease_s,
-        )
-        app.state.settings, app.state.sessions, app.state.metrics = settings, sessions, metrics
-        app.state.registry, app.state.runner, app.state.jobs = registry, runner, JobQueue(settings)
-        metrics.gauge(
-            "crackscan_inspection_queue_depth",
-            "Inspections waiting in this server's queue.",
-            lambda: runner.depth,
-        )
-        metrics.gauge(
-            "crackscan_training_jobs_queued",
-            "Training jobs queued in the database.",
-            lambda: _count_queued(sessions),
-        )
-        runner.start()
-        runner.recover()
-        try:
-            registry.warm_active()
-        except Exception as exc:  # the service still starts; /readyz reports the problem
-            log.warning("the active model could not be loaded: %s", exc)
+        runner = _start_services(app, settings)
         yield
         runner.stop()
 
@@ -81,37 +49,82 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_mb << 20)
-
-    @app.middleware("http")
-    async def observe(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        request.app.state.metrics.observe_request(
-            request.method, path, response.status_code, time.perf_counter() - started
-        )
-        return response
-
+    app.middleware("http")(_observe)
     for module in (health, inspections, datasets, jobs, trained_models, apikeys):
         app.include_router(module.router)
-
-    @app.get("/dashboard", include_in_schema=False)
-    def dashboard() -> FileResponse:
-        """The internal dashboard: a static page that reads the JSON API."""
-        return FileResponse(DASHBOARD)
-
-    @app.get("/", include_in_schema=False)
-    def root() -> RedirectResponse:
-        return RedirectResponse("/dashboard")
-
+    app.include_router(pages)
     return app
 
 
-def _count_queued(sessions: object) -> int:
-    with sessions() as session:  # type: ignore[operator]
+def _start_services(app: FastAPI, settings: Settings) -> InspectionRunner:
+    """Check the schema, open the database, start the inspection runner and load the model."""
+    if not is_up_to_date(settings.db_url):
+        raise RuntimeError(
+            f"the database at {redacted_url(settings.db_url)} is not migrated: "
+            "run `crackscan db upgrade`"
+        )
+    sessions = session_factory(settings.db_url)
+    metrics = Metrics()
+    registry = ModelRegistry(settings, sessions)
+    runner = InspectionRunner(
+        sessions,
+        registry,
+        settings.inspection_queue_size,
+        settings.blob_chunk_bytes,
+        metrics,
+        settings.inspection_lease_s,
+    )
+    app.state.settings, app.state.sessions, app.state.metrics = settings, sessions, metrics
+    app.state.registry, app.state.runner, app.state.jobs = registry, runner, JobQueue(settings)
+    metrics.gauge(
+        "crackscan_inspection_queue_depth",
+        "Inspections waiting in this server's queue.",
+        lambda: runner.depth,
+    )
+    metrics.gauge(
+        "crackscan_training_jobs_queued",
+        "Training jobs queued in the database.",
+        lambda: _count_queued(sessions),
+    )
+    runner.start()
+    runner.recover()
+    try:
+        registry.warm_active()
+    except Exception as exc:  # the service still starts; /readyz reports the problem
+        log.warning("the active model could not be loaded: %s", exc)
+    return runner
+
+
+async def _observe(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    """Count every request and time it, by method, route template and status."""
+    started = time.perf_counter()
+    response = await call_next(request)
+    route = request.scope.get("route")
+    path = getattr(route, "path", "unmatched")
+    request.app.state.metrics.observe_request(
+        request.method, path, response.status_code, time.perf_counter() - started
+    )
+    return response
+
+
+pages = APIRouter(include_in_schema=False)
+
+
+@pages.get("/dashboard")
+def dashboard() -> FileResponse:
+    """The internal dashboard: a static page that reads the JSON API."""
+    return FileResponse(DASHBOARD)
+
+
+@pages.get("/")
+def root() -> RedirectResponse:
+    return RedirectResponse("/dashboard")
+
+
+def _count_queued(sessions: sessionmaker[Session]) -> int:
+    with sessions() as session:
         return int(
             session.scalar(select(func.count()).where(TrainingJob.status == JobStatus.QUEUED)) or 0
         )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import os
 import signal
 import socket
@@ -18,18 +17,21 @@ import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import httpx
 from tqdm import tqdm
 
+from app.cli.demo_data import (
+    REAL_SETS,
+    SHARED_DATA,
+    check_reply,
+    upload_real,
+    upload_synthetic,
+)
 from core.statuses import INSPECTION_UNFINISHED, JOB_FINAL, InspectionStatus, JobStatus
 from models.training.config import DEFAULT_LOSS
-
-SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
-REAL_SETS = ("ccic-dev", "cfd", "crackmix")
 
 
 def register(sub: Any) -> None:
@@ -60,20 +62,6 @@ def _pick_port(port: int) -> int:
         chosen = int(s.getsockname()[1])
     print(f"port {port} is busy: using {chosen}")
     return chosen
-
-
-def _zip(folder: Path) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as zf:
-        for path in sorted(folder.rglob("*.png")):
-            zf.write(path, path.relative_to(folder).as_posix())
-    return buffer.getvalue()
-
-
-def _check(reply: httpx.Response, what: str) -> dict[str, Any]:
-    if reply.status_code >= 400:
-        raise ValueError(f"{what} failed: HTTP {reply.status_code} {reply.text}")
-    return dict(reply.json())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -150,12 +138,12 @@ def _demo(
     real = not args.synthetic and all((SHARED_DATA / name).is_dir() for name in REAL_SETS)
     with tempfile.TemporaryDirectory() as tmp:
         if real:
-            dataset_ids, held_out, job_body = _upload_real(client, Path(tmp), args.fast)
+            dataset_ids, held_out, job_body = upload_real(client, Path(tmp), args.fast)
         else:
-            dataset_ids, job_body = _upload_synthetic(client, Path(tmp), args.fast, write_tile_set)
+            dataset_ids, job_body = upload_synthetic(client, Path(tmp), args.fast, write_tile_set)
             held_out = []
     epochs = job_body["epochs"]
-    job = _check(
+    job = check_reply(
         client.post(
             "/v1/jobs",
             json={"dataset_ids": dataset_ids, "backbone": "resnet18", "loss": DEFAULT_LOSS}
@@ -170,8 +158,8 @@ def _demo(
     if job["status"] != JobStatus.SUCCEEDED:
         raise ValueError(f"the training job ended {job['status']}: {job['error']}")
     model_id = job["result_model_id"]
-    _check(client.post(f"/v1/models/{model_id}/activate"), "activation")
-    model = _check(client.get(f"/v1/models/{model_id}"), "model")
+    check_reply(client.post(f"/v1/models/{model_id}/activate"), "activation")
+    model = check_reply(client.get(f"/v1/models/{model_id}"), "model")
     test = model["metrics"]["test"]
     found = test["detection"]
     lines = [
@@ -199,94 +187,12 @@ def _demo(
     return "\n".join(lines)
 
 
-def _upload_synthetic(
-    client: httpx.Client, tmp: Path, fast: bool, write_tile_set: Any
-) -> tuple[list[str], dict[str, Any]]:
-    per_class, epochs = (150, 4) if fast else (400, 10)
-    print(
-        f"3/6 synthetic data: generating {per_class} synthetic tiles per class "
-        "(crack / no_crack, 48 px) and uploading them"
-    )
-    folder = write_tile_set(tmp / "tiles", per_class, size=48, seed=7)
-    dataset = _check(
-        client.post(
-            "/v1/datasets",
-            files={"file": ("synthetic.zip", _zip(folder))},
-            data={"name": "synthetic demo tiles"},
-        ),
-        "dataset upload",
-    )
-    body = {
-        "augment": "flip",  # synthetic tiles: survey changes are not what varies
-        "epochs": epochs,
-        "image_size": 48,
-        "batch_size": 32,
-        "lr": 0.01,
-        "lr_milestones": [max(1, epochs - 2)],
-    }
-    return [dataset["id"]], body
-
-
-def _upload_real(
-    client: httpx.Client, tmp: Path, fast: bool
-) -> tuple[list[str], list[Path], dict[str, Any]]:
-    """Upload a seeded sample of the wall tiles and of the photos with masks; keep some
-    photos out of it to map afterwards."""
-    import random
-
-    walls, photos, epochs = (120, 10, 2) if fast else (400, 28, 6)
-    rng = random.Random(7)
-    print(
-        f"3/6 real data from {SHARED_DATA}: {walls} wall tiles per class (ccic-dev) and "
-        f"{photos} photos with masks (cfd + crackmix), uploaded as two sets"
-    )
-    wall_zip = tmp / "walls.zip"
-    with zipfile.ZipFile(wall_zip, "w") as zf:
-        for label in ("Positive", "Negative"):
-            files = sorted((SHARED_DATA / "ccic-dev" / label).glob("*.jpg"))
-            for path in rng.sample(files, walls):
-                zf.write(path, f"{label}/{path.name}")
-    chosen: list[tuple[Path, Path]] = []
-    held_out: list[Path] = []
-    for name, mask_ext in (("cfd", ".png"), ("crackmix", ".png")):
-        images = sorted((SHARED_DATA / name / "image").glob("*.jpg"))
-        picked = rng.sample(images, photos // 2 + 2)
-        held_out += picked[:2]  # never uploaded: mapped at the end
-        chosen += [(p, SHARED_DATA / name / "mask" / (p.stem + mask_ext)) for p in picked[2:]]
-    masks_zip = tmp / "photos.zip"
-    with zipfile.ZipFile(masks_zip, "w") as zf:
-        for image, mask in chosen:
-            zf.write(image, f"images/{image.parent.parent.name}_{image.name}")
-            zf.write(mask, f"masks/{image.parent.parent.name}_{image.stem}{mask.suffix}")
-    ids = []
-    for path, label in ((wall_zip, "ccic-dev wall tiles"), (masks_zip, "photos with masks")):
-        ids.append(
-            _check(
-                client.post(
-                    "/v1/datasets",
-                    files={"file": (path.name, path.read_bytes())},
-                    data={"name": f"demo: {label}"},
-                ),
-                "dataset upload",
-            )["id"]
-        )
-    body = {
-        "augment": "survey",
-        "epochs": epochs,
-        "image_size": 64,
-        "batch_size": 64,
-        "lr": 0.01,
-        "lr_milestones": [max(1, epochs - 2)],
-    }
-    return ids, held_out, body
-
-
 def _follow(client: httpx.Client, job_id: str) -> dict[str, Any]:
     with tqdm(
         total=100.0, desc="training", unit="%", bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}]"
     ) as bar:
         while True:
-            job = _check(client.get(f"/v1/jobs/{job_id}"), "job status")
+            job = check_reply(client.get(f"/v1/jobs/{job_id}"), "job status")
             bar.n = float(job["progress"])
             epochs = job["epochs"]
             if epochs:
@@ -300,13 +206,13 @@ def _follow(client: httpx.Client, job_id: str) -> dict[str, Any]:
 
 
 def _inspect(client: httpx.Client, path: Path, out: Path) -> str:
-    reply = _check(
+    reply = check_reply(
         client.post("/v1/inspections", files={"image": (path.name, path.read_bytes())}),
         f"inspection of {path.name}",
     )
     while reply["status"] in INSPECTION_UNFINISHED:
         time.sleep(0.5)
-        reply = _check(client.get(f"/v1/inspections/{reply['id']}"), "inspection status")
+        reply = check_reply(client.get(f"/v1/inspections/{reply['id']}"), "inspection status")
     if reply["status"] != InspectionStatus.SUCCEEDED:
         return f"{path.name}: {reply['status']} ({reply['error']})"
     overlay = out / f"{path.stem}.overlay.png"

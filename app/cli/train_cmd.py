@@ -119,22 +119,27 @@ def run(args: argparse.Namespace) -> int:
         bar.close()
     digest = save_checkpoint(result.checkpoint, args.out)
     partial.unlink(missing_ok=True)
-    test = result.metrics["test"]
-    found = test["detection"]
-    print(
-        f"wrote {args.out} (sha256 {digest[:12]}): test macro F {test['macro_f1']:.4f}, "
-        f"accuracy {test['accuracy']:.4f}, ECE {test['ece']:.4f} -> {test['ece_calibrated']:.4f} "
-        f"at T={test['temperature']:.3f}; operating threshold {found['threshold']:.3f} "
-        f"({result.metrics['operating_point']['rule']}): defect P {found['precision']:.3f}, "
-        f"R {found['recall']:.3f}, F1 {found['f1']:.3f}, "
-        f"false alarms {100 * found['false_alarm_rate']:.1f}%"
-    )
+    print(_result_line(args.out, digest, result.metrics))
     if args.metrics_out:
         args.metrics_out.parent.mkdir(parents=True, exist_ok=True)
         args.metrics_out.write_text(
             json.dumps({**result.metrics, "history": result.history}, indent=2)
         )
     return 0
+
+
+def _result_line(out: Path, digest: str, metrics: dict[str, Any]) -> str:
+    """One line: the checkpoint written, its test figures and its operating point."""
+    test = metrics["test"]
+    found = test["detection"]
+    return (
+        f"wrote {out} (sha256 {digest[:12]}): test macro F {test['macro_f1']:.4f}, "
+        f"accuracy {test['accuracy']:.4f}, ECE {test['ece']:.4f} -> {test['ece_calibrated']:.4f} "
+        f"at T={test['temperature']:.3f}; operating threshold {found['threshold']:.3f} "
+        f"({metrics['operating_point']['rule']}): defect P {found['precision']:.3f}, "
+        f"R {found['recall']:.3f}, F1 {found['f1']:.3f}, "
+        f"false alarms {100 * found['false_alarm_rate']:.1f}%"
+    )
 
 
 def _describe(summary: dict[str, Any]) -> str:

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -19,6 +19,7 @@ from app.routes.common import Limit, Offset, blob_response, commit, get_or_404, 
 from app.schemas.api import InspectionRead, Page, iso_datetime_text
 from app.services.uploads import spooled
 from core.blobs import delete_blob, store_file
+from core.config import Settings
 from core.errors import Conflict, PayloadTooLarge, Unprocessable
 from core.statuses import INSPECTION_FINAL, InspectionStatus
 from core.tables import Inspection
@@ -59,27 +60,9 @@ async def create_inspection(
     submitted = False
     try:
         async with spooled(image, settings.max_upload_mb << 20, "image") as path:
-            try:
-                _, width, height = probe(path, settings.max_image_pixels)
-                await asyncio.to_thread(check_complete, path)
-            except ImageTooLargeError as exc:
-                raise PayloadTooLarge(str(exc), field="image") from exc
-            except ImageDecodeError as exc:
-                raise Unprocessable(str(exc), field="image") from exc
+            width, height = await _checked_photo(path, settings.max_image_pixels)
             model_id, predictor = await asyncio.to_thread(registry.get, model_id)
-            tile_px = tile or predictor.checkpoint.input_size
-            try:
-                grid = make_grid(height, width, tile_px, stride)
-            except ValueError as exc:
-                raise Unprocessable(str(exc), field="stride" if stride else "tile") from exc
-            tiles = len(grid.ys) * len(grid.xs)
-            if tiles > settings.max_tiles_per_inspection:
-                raise Unprocessable(
-                    f"tile {tile_px} at stride {grid.stride} cuts this {width}x{height} photo "
-                    f"into {tiles:,} tiles, over the cap of {settings.max_tiles_per_inspection:,} "
-                    "(CRACKSCAN_MAX_TILES_PER_INSPECTION): use a larger tile or stride",
-                    field="stride" if stride else "tile",
-                )
+            _check_tiles(width, height, tile or predictor.checkpoint.input_size, stride, settings)
             row = Inspection(
                 filename=image.filename or "image",
                 width=width,
@@ -101,12 +84,48 @@ async def create_inspection(
         await asyncio.wait_for(
             asyncio.shield(asyncio.wrap_future(future)), timeout=settings.inspection_wait_s
         )
-    with request.app.state.sessions() as session:
-        row = get_or_404(session, Inspection, inspection_id, "inspection")
-        body = inspection_read(row, request).model_dump(mode="json")
+    body = await asyncio.to_thread(_read_body, request, inspection_id)
     location = str(request.url_for("get_inspection", inspection_id=inspection_id))
     code = 201 if body["status"] in INSPECTION_FINAL else 202
     return JSONResponse(body, status_code=code, headers={"Location": location})
+
+
+async def _checked_photo(path: Path, max_pixels: int) -> tuple[int, int]:
+    """(width, height) of a complete photo under the pixel cap; 413 or 422 otherwise."""
+    try:
+        _, width, height = probe(path, max_pixels)
+        await asyncio.to_thread(check_complete, path)  # decodes every pixel: off the loop
+    except ImageTooLargeError as exc:
+        raise PayloadTooLarge(str(exc), field="image") from exc
+    except ImageDecodeError as exc:
+        raise Unprocessable(str(exc), field="image") from exc
+    return width, height
+
+
+def _check_tiles(
+    width: int, height: int, tile_px: int, stride: int | None, settings: Settings
+) -> None:
+    """422 when the tile grid does not fit the photo, or holds more tiles than the cap."""
+    field = "stride" if stride else "tile"
+    try:
+        grid = make_grid(height, width, tile_px, stride)
+    except ValueError as exc:
+        raise Unprocessable(str(exc), field=field) from exc
+    tiles = len(grid.ys) * len(grid.xs)
+    if tiles > settings.max_tiles_per_inspection:
+        raise Unprocessable(
+            f"tile {tile_px} at stride {grid.stride} cuts this {width}x{height} photo "
+            f"into {tiles:,} tiles, over the cap of {settings.max_tiles_per_inspection:,} "
+            "(CRACKSCAN_MAX_TILES_PER_INSPECTION): use a larger tile or stride",
+            field=field,
+        )
+
+
+def _read_body(request: Request, inspection_id: str) -> dict[str, Any]:
+    """The inspection as JSON (blocking: run in a thread)."""
+    with request.app.state.sessions() as session:
+        row = get_or_404(session, Inspection, inspection_id, "inspection")
+        return inspection_read(row, request).model_dump(mode="json")
 
 
 def store_inspection(request: Request, path: Path, media_type: str, row: Inspection) -> str:

@@ -67,19 +67,25 @@ def load_labelled_set(
     defects = _defect_classes(class_list, defect_classes)
     index = {c: i for i, c in enumerate(class_list)}
     samples = [Sample(e.name, index[e.label]) for e in entries]
-    given = any(e.split is not None for e in entries)
-    if given:
-        splits = {
-            s: [x for x, e in zip(samples, entries, strict=True) if e.split == s] for s in SPLITS
-        }
-        if not splits["train"]:
-            raise ValueError(f"{source.location} gives splits but its train split is empty")
-    else:
-        parts = stratified_split([s.label for s in samples], seed)
-        splits = {s: [samples[i] for i in parts[s]] for s in SPLITS}
+    splits, given = _split(samples, [e.split for e in entries], seed, source.location)
     return LabelledSet(
         source, listing.layout, class_list, defects, splits, skipped, duplicates, given
     )
+
+
+def _split(
+    samples: list[Sample], given_splits: list[str | None], seed: int, location: str
+) -> tuple[dict[str, list[Sample]], bool]:
+    """The splits the set's folders give, or a seeded stratified 3:1:1; and whether given."""
+    if any(split is not None for split in given_splits):
+        splits = {
+            s: [x for x, g in zip(samples, given_splits, strict=True) if g == s] for s in SPLITS
+        }
+        if not splits["train"]:
+            raise ValueError(f"{location} gives splits but its train split is empty")
+        return splits, True
+    parts = stratified_split([s.label for s in samples], seed)
+    return {s: [samples[i] for i in parts[s]] for s in SPLITS}, False
 
 
 def _clean(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 
+import numpy as np
+
 from models.data.layouts import SPLITS
 from models.data.masks import (
     MASK_CLASSES,
@@ -42,24 +44,14 @@ def load_masks_set(
     duplicates = 0
     for photo in listing.photos:
         try:
-            data = source.read(photo.image)  # read once: hashed, then sized or decoded
-            digest = hashlib.sha256(data).hexdigest()
-            if digest in seen:
-                duplicates += 1
-                continue
-            mask = read_mask(source, photo.mask)
-            width, height = photo_size(data, verify)
-        except (OSError, KeyError, ImageDecodeError) as exc:
-            skipped.append((photo.image, f"unreadable photo or mask: {exc}"))
+            read = _read_pair(source, photo, verify, seen)
+        except _Unusable as exc:
+            skipped.append((photo.image, str(exc)))
             continue
-        if (width, height) != (mask.shape[1], mask.shape[0]):
-            skipped.append(
-                (
-                    photo.image,
-                    f"photo is {width}x{height} but its mask is {mask.shape[1]}x{mask.shape[0]}",
-                )
-            )
+        if read is None:
+            duplicates += 1
             continue
+        digest, mask, width, height = read
         seen.add(digest)
         tiles, photo_counts = label_tiles(mask, tile)
         counts.update(photo_counts)
@@ -86,6 +78,34 @@ def load_masks_set(
         tile_px=int(tile),
         tile_counts={k: int(counts[k]) for k in ("crack", "no_crack", "left_out")},
     )
+
+
+class _Unusable(Exception):
+    """A photo left out of the set, with the reason."""
+
+
+def _read_pair(
+    source: FileSource, photo: Photo, verify: bool, seen: set[str]
+) -> tuple[str, np.ndarray, int, int] | None:
+    """(sha256 of the photo, its (H, W) mask, width, height); None for a photo already seen.
+
+    Raises:
+        _Unusable: the photo or its mask cannot be read, or their sizes differ.
+    """
+    try:
+        data = source.read(photo.image)  # read once: hashed, then sized or decoded
+        digest = hashlib.sha256(data).hexdigest()
+        if digest in seen:
+            return None
+        mask = read_mask(source, photo.mask)
+        width, height = photo_size(data, verify)
+    except (OSError, KeyError, ImageDecodeError) as exc:
+        raise _Unusable(f"unreadable photo or mask: {exc}") from exc
+    if (width, height) != (mask.shape[1], mask.shape[0]):
+        raise _Unusable(
+            f"photo is {width}x{height} but its mask is {mask.shape[1]}x{mask.shape[0]}"
+        )
+    return digest, mask, width, height
 
 
 def _split_photos(

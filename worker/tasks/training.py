@@ -33,6 +33,8 @@ from worker.jobstore import (
 
 if TYPE_CHECKING:  # the training code is imported lazily, in the forked child
     from models.checkpoint import Checkpoint
+    from models.data import LabelledSet
+    from models.training import TrainConfig
 
 log = logging.getLogger("crackscan.training")
 
@@ -81,39 +83,12 @@ def run_training(self: Task, job_id: str) -> str:
 
 def _train(settings: Settings, job: Claim) -> str:
     # Imported here, in the forked child: the parent never initialises CUDA.
-    from models.checkpoint import load_checkpoint, to_bytes
-    from models.data import DEFAULT_MASK_TILE, load_labelled_set, merge_sets
+    from models.checkpoint import to_bytes
     from models.training import TrainConfig, fit
 
     config = TrainConfig.from_dict(job.config)
     with temp_dir() as tmp:
-        folder = Path(tmp)
-        if not job.dataset_ids:
-            raise LookupError("the job's datasets no longer exist")
-        sets = []
-        for index, dataset_id in enumerate(job.dataset_ids):
-            blob_id, defects, tile_px = dataset_info(settings, dataset_id)
-            sets.append(
-                load_labelled_set(
-                    fetch_blob(settings, blob_id, folder, f"dataset{index}.zip"),
-                    defect_classes=defects,
-                    seed=config.seed,
-                    mask_tile=tile_px or DEFAULT_MASK_TILE,
-                )
-            )
-        data = merge_sets(sets)
-        base = None
-        if job.base_model_id:
-            base = load_checkpoint(
-                fetch_blob(settings, model_blob(settings, job.base_model_id), folder, "base.ckpt")
-            )
-            data = data.in_class_order(base.classes)
-        resume = None
-        if job.last_checkpoint_blob_id:
-            resume = load_checkpoint(
-                fetch_blob(settings, job.last_checkpoint_blob_id, folder, "last.ckpt")
-            )
-            log.info("job %s resumes after epoch %s", job.job_id, resume.training_state["epoch"])  # type: ignore[index]
+        data, base, resume = _job_inputs(settings, job, config, Path(tmp))
         with Heartbeat(settings, job) as beat:
 
             def progress(epoch: int, step: int, info: dict[str, Any]) -> None:
@@ -123,7 +98,7 @@ def _train(settings: Settings, job: Claim) -> str:
                     "step": step,
                 }
 
-            def epoch_end(record: dict[str, Any], last: Any, improved: bool) -> None:
+            def epoch_end(record: dict[str, Any], last: Checkpoint, improved: bool) -> None:
                 save_epoch(settings, job, record, to_bytes(last), beat.progress.get("progress"))
 
             result = fit(
@@ -143,6 +118,44 @@ def _train(settings: Settings, job: Claim) -> str:
             return JobStatus.CANCELLED
         checkpoint = to_bytes(result.checkpoint)
     return _publish(settings, job, result.checkpoint, checkpoint)
+
+
+def _job_inputs(
+    settings: Settings, job: Claim, config: TrainConfig, folder: Path
+) -> tuple[LabelledSet, Checkpoint | None, Checkpoint | None]:
+    """The job's sets merged (in the base model's class order), its base model, and the
+    checkpoint to resume from, fetched from the blob store into `folder`."""
+    from models.checkpoint import load_checkpoint
+    from models.data import DEFAULT_MASK_TILE, load_labelled_set, merge_sets
+
+    if not job.dataset_ids:
+        raise LookupError("the job's datasets no longer exist")
+    sets = []
+    for index, dataset_id in enumerate(job.dataset_ids):
+        blob_id, defects, tile_px = dataset_info(settings, dataset_id)
+        sets.append(
+            load_labelled_set(
+                fetch_blob(settings, blob_id, folder, f"dataset{index}.zip"),
+                defect_classes=defects,
+                seed=config.seed,
+                mask_tile=tile_px or DEFAULT_MASK_TILE,
+            )
+        )
+    data = merge_sets(sets)
+    base = None
+    if job.base_model_id:
+        base = load_checkpoint(
+            fetch_blob(settings, model_blob(settings, job.base_model_id), folder, "base.ckpt")
+        )
+        data = data.in_class_order(base.classes)
+    resume = None
+    if job.last_checkpoint_blob_id:
+        resume = load_checkpoint(
+            fetch_blob(settings, job.last_checkpoint_blob_id, folder, "last.ckpt")
+        )
+        epoch = (resume.training_state or {}).get("epoch")
+        log.info("job %s resumes after epoch %s", job.job_id, epoch)
+    return data, base, resume
 
 
 def _publish(settings: Settings, job: Claim, ckpt: Checkpoint, data: bytes) -> str:

@@ -136,3 +136,68 @@ def database_url(request, tmp_path):  # type: ignore[no-untyped-def]
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'crackscan.db'}"
     return request.getfixturevalue("postgres_url")
+
+
+class PostgresServer:
+    """A private PostgreSQL cluster (initdb + pg_ctl), so a test can stop and restart it
+    without touching the shared server. Runs as the `postgres` user when the tests run
+    as root (PostgreSQL refuses to run as root)."""
+
+    def __init__(self) -> None:
+        import glob
+        import shutil
+        import tempfile
+
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+        initdb = found[-1] if found else shutil.which("initdb")
+        if initdb is None:
+            service_missing("PostgreSQL's initdb", "not installed")
+        self.bin = Path(str(initdb)).parent
+        self.as_user: list[str] = []
+        self.folder = Path(tempfile.mkdtemp(prefix="crackscan-pg-"))  # outside root-only /tmp dirs
+        if os.geteuid() == 0:
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+            shutil.chown(self.folder, "postgres")
+        self.data = self.folder / "data"
+        self.port = _free_port()
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-N")
+
+    def _run(self, tool: str, *args: str) -> None:
+        import subprocess
+
+        done = subprocess.run(
+            [*self.as_user, str(self.bin / tool), *args], capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"{tool} failed: {done.stdout[-2000:]}{done.stderr[-2000:]}")
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.folder / "log"), "-o", options,
+                  "-w", "start")  # fmt: skip
+
+    def stop(self) -> None:
+        """Stop it as an operator's restart does: fast shutdown, every connection cut."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def close(self) -> None:
+        import shutil
+        import subprocess
+
+        subprocess.run(
+            [*self.as_user, str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate",
+             "stop"], capture_output=True,
+        )  # fmt: skip
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -5,6 +5,11 @@ survives a restart. Each unfinished inspection is leased to the API process that
 it; a keeper thread renews this process's leases and takes over inspections whose
 lease ran out (their process died), so with several API processes none runs twice and
 none is left behind.
+
+When the database goes away, the thread keeps running: a finished map waits for the
+database to come back (up to STORE_RETRY_S) before it is stored, and an inspection that
+could not be claimed or stored is left unfinished; the keeper takes it again once the
+database answers, as it is no longer in this process's queue.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from concurrent.futures import Future
 from datetime import timedelta
 
 from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.metrics import Metrics
@@ -28,9 +34,10 @@ from core.blobs import read_bytes, store_bytes
 from core.errors import TooManyRequests
 from core.statuses import INSPECTION_UNFINISHED, InspectionStatus
 from core.tables import Inspection, utcnow
-from models.inference import open_image, render_overlay
+from models.inference import CrackMap, open_image, render_overlay
 
 log = logging.getLogger("crackscan.inspections")
+STORE_RETRY_S = 120.0  # how long a finished map waits for the database to come back
 
 
 class InspectionRunner:
@@ -53,6 +60,7 @@ class InspectionRunner:
         self._queue: queue.Queue[tuple[str, Future[str]] | None] = queue.Queue()
         self._lock = threading.Lock()
         self._reserved = 0
+        self._queued: set[str] = set()  # in this process's queue or running: not recovered
         self._thread = threading.Thread(target=self._serve, name="inspections", daemon=True)
         self._stop = threading.Event()
         self._keeper = threading.Thread(target=self._keep_leases, name="leases", daemon=True)
@@ -126,6 +134,8 @@ class InspectionRunner:
     def submit(self, inspection_id: str) -> Future[str]:
         """Queue a stored inspection (after reserve()); the future resolves to its final status."""
         future: Future[str] = Future()
+        with self._lock:
+            self._queued.add(inspection_id)
         self._queue.put((inspection_id, future))
         return future
 
@@ -133,14 +143,18 @@ class InspectionRunner:
         """Take over and queue the unfinished inspections that no live process holds
         (at start-up: those a previous process accepted but did not finish)."""
         with self.sessions.begin() as session:
-            ids = list(
-                session.scalars(
+            with self._lock:
+                mine = set(self._queued)
+            ids = [
+                i
+                for i in session.scalars(
                     select(Inspection.id)
-                    .where(self._takeable(), Inspection.lease_owner.is_distinct_from(self.owner))
+                    .where(self._takeable())
                     .order_by(Inspection.created_at)
-                    .limit(max(0, self.capacity - self.depth))
+                    .limit(max(0, self.capacity - self.depth) + len(mine))
                 )
-            )
+                if i not in mine
+            ][: max(0, self.capacity - self.depth)]
             taken = []
             for inspection_id in ids:  # one by one: another process may take some first
                 result = session.execute(
@@ -163,10 +177,21 @@ class InspectionRunner:
             inspection_id, future = item
             try:
                 status = self._run(inspection_id)
+            except OperationalError as exc:  # the database is away: leave it to the keeper
+                log.warning(
+                    "inspection %s left for later: database unavailable: %s", inspection_id, exc
+                )
+                status = "interrupted"
             except Exception as exc:  # never let the thread die
                 log.exception("inspection %s crashed", inspection_id)
-                status = self._fail(inspection_id, f"internal error: {exc}")
+                try:
+                    status = self._fail(inspection_id, f"internal error: {exc}")
+                except Exception as again:
+                    log.warning("inspection %s left unfinished: %s", inspection_id, again)
+                    status = "interrupted"
             finally:
+                with self._lock:
+                    self._queued.discard(inspection_id)
                 self.release()
             if not future.done():  # a waiter that gave up may have cancelled it
                 future.set_result(status)
@@ -197,6 +222,17 @@ class InspectionRunner:
         except Exception as exc:
             return self._fail(inspection_id, str(exc))
         self.metrics.observe_tiles(len(crack_map.tiles), crack_map.timings.get("tiles_s", 0.0))
+        waited = 0.0
+        while True:
+            try:
+                return self._store(inspection_id, crack_map, overlay, model_id)
+            except OperationalError:
+                if waited >= STORE_RETRY_S or self._stop.wait(1.0):
+                    raise
+                waited += 1.0
+
+    def _store(self, inspection_id: str, crack_map: CrackMap, overlay: bytes, model_id: str) -> str:
+        """Store the map and the overlay, and mark the inspection succeeded."""
         with self.sessions.begin() as session:
             row = session.get(Inspection, inspection_id)
             if row is None:  # deleted while it ran

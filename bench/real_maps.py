@@ -11,6 +11,7 @@ threshold is chosen on validation; the table reports tile precision, recall and 
     python -m bench.real_maps                       # every loss (ce, isda, igmsda, igmsda-exact)
     python -m bench.real_maps --losses igmsda-exact # one row
     python -m bench.real_maps --stage transfer      # leave one crackmix source out, per source
+    python -m bench.real_maps --stage transfer --resume   # go on after a run cut short
     python -m bench.real_maps --stage overlays      # before / after overlays into docs/
     python -m bench.real_maps --stage recipes --device cuda   # the recipe study (RECIPES)
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 import time
 from pathlib import Path
@@ -29,7 +31,7 @@ from typing import Any
 
 import torch
 
-from bench.common import print_table, write_results
+from bench.common import RESULTS_DIR, print_table, write_results
 from models.checkpoint import Checkpoint
 from models.data import LabelledSet, Sample, load_labelled_set, merge_sets
 from models.training import TrainConfig, fit
@@ -286,27 +288,32 @@ def run_transfer(args: argparse.Namespace) -> list[dict[str, Any]]:
     The reference model (same recipe, every source in training) is scored on each source's
     test-split photos: how well the source is mapped when its kind of surface was seen.
     Each "without" model never saw the source, and is scored on all of that source's photos.
-    Results are written after every model, so a run cut short keeps what it measured.
+    Results are written after every model, so a run cut short keeps what it measured, and
+    --resume goes on from there (same recipe only).
     """
     sets = load_sets(args)
     loss = args.losses[0]
-    rows: list[dict[str, Any]] = []
+    rows = earlier_transfer_rows(args)
+    done = {r["run"] for r in rows}
 
     def record(row: dict[str, Any]) -> None:
         rows.append(row)
         print(row, flush=True)
         write_results("real_maps_transfer", {"settings": vars(args), "rows": rows, "partial": True})
 
-    reference_data = study_set(sets, args)
-    reference, seconds = train(config_for(loss, args), reference_data)
-    prefix = f"{list(sets).index('crackmix')}:"  # merge_sets names samples "index:name"
-    test = [s for s in reference_data.splits["test"] if s.name.startswith(prefix)]
+    if not any(run.endswith(": seen in training") for run in done):
+        reference_data = study_set(sets, args)
+        reference, seconds = train(config_for(loss, args), reference_data)
+        prefix = f"{list(sets).index('crackmix')}:"  # merge_sets names samples "index:name"
+        test = [s for s in reference_data.splits["test"] if s.name.startswith(prefix)]
+        for source in CRACKMIX_SOURCES:
+            own = [s for s in test if source_of(s.name) == source]
+            if own:
+                found = score_on(reference, reference_data, own)
+                record(transfer_row(f"{source}: seen in training", found, seconds))
     for source in CRACKMIX_SOURCES:
-        own = [s for s in test if source_of(s.name) == source]
-        if own:
-            found = score_on(reference, reference_data, own)
-            record(transfer_row(f"{source}: seen in training", found, seconds))
-    for source in CRACKMIX_SOURCES:
+        if f"{source}: left out" in done:
+            continue
         data = study_set(sets, args, held_out=source)
         if not data.splits["test"]:
             continue
@@ -314,6 +321,24 @@ def run_transfer(args: argparse.Namespace) -> list[dict[str, Any]]:
         found = ckpt.metrics["test"]["detection"]
         record(transfer_row(f"{source}: left out", found, seconds))
     return rows
+
+
+TRANSFER_RECIPE = (
+    "sets", "backbone", "losses", "epochs", "image_size", "tile", "train_tiles", "val_tiles",
+    "lr", "augment", "seed", "cpu_bf16",
+)  # fmt: skip
+
+
+def earlier_transfer_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """With --resume, the rows that an earlier run of the same recipe wrote; else none."""
+    path = RESULTS_DIR / "real_maps_transfer.json"
+    if not args.resume or not path.is_file():
+        return []
+    earlier = json.loads(path.read_text())
+    changed = [k for k in TRANSFER_RECIPE if earlier["settings"].get(k) != getattr(args, k)]
+    if changed:
+        raise SystemExit(f"{path} was run with other {', '.join(changed)}: run without --resume")
+    return list(earlier["rows"])
 
 
 def run_overlays(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -378,6 +403,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--augment", default="survey", choices=("none", "flip", "survey"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep-models", action="store_true", help="save to bench/cache/real_maps")
+    parser.add_argument(
+        "--resume", action="store_true", help="--stage transfer: go on from the last run's rows"
+    )
     args = parser.parse_args(argv)
     if args.losses is None:
         args.losses = ["ce"] if args.stage == "recipes" else list(LOSSES)

@@ -50,6 +50,7 @@ class TrainedModel:
     result: TrainResult
     seconds: float
     path: Path
+    step_seconds: float  # one bare training step of the same network, measured in the same run
 
 
 @pytest.fixture(scope="session")
@@ -72,7 +73,29 @@ def synthetic_model(synthetic_set, tmp_path_factory) -> TrainedModel:
     seconds = time.perf_counter() - started
     path = tmp_path_factory.mktemp("model") / "synthetic.ckpt"
     save_checkpoint(result.checkpoint, path)
-    return TrainedModel(result, seconds, path)
+    return TrainedModel(result, seconds, path, bare_step_seconds(config))
+
+
+def bare_step_seconds(config: TrainConfig) -> float:
+    """Median seconds of one forward, backward and SGD step of the config's network on a
+    random batch: this machine's speed, as the baseline of the training-time test."""
+    from models.backbones import build_classifier
+
+    model = build_classifier(config.backbone, 2).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x = torch.randn(config.batch_size, 3, config.image_size, config.image_size)
+    x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 2, (config.batch_size,))
+    times = []
+    for i in range(12):
+        started = time.perf_counter()
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if i >= 2:  # after warm-up
+            times.append(time.perf_counter() - started)
+    return sorted(times)[len(times) // 2]
 
 
 # ---------------------------------------------------------------- real services

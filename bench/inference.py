@@ -121,7 +121,7 @@ def peak_rss_100mp(device: str, batch: int = 32) -> dict[str, Any]:
         data = open({str(path)!r}, "rb").read()
         started = time.perf_counter()
         crack_map = predictor.inspect_bytes(data)
-        print(json.dumps({{"tiles": len(crack_map.tiles), "seconds": time.perf_counter() - started, "batch": {batch},
+        print(json.dumps({{"tiles": len(crack_map.table), "seconds": time.perf_counter() - started, "batch": {batch},
                           "peak_rss_mb": peak_mb()}}))
     """)
     out = subprocess.run(
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         a = bare_forward(predictor, args.batch, args.repeats)
         runs = [predictor.inspect_bytes(data) for _ in range(args.repeats)]
         b_seconds = median([r.timings["total_s"] for r in runs])
-        tiles = len(runs[0].tiles)
+        tiles = len(runs[0].table)
         c = naive(predictor, data, args.naive_sample)
         rows.append(
             {

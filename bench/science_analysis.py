@@ -168,8 +168,8 @@ def score_cfd(checkpoint: Checkpoint, cfd: Path, tile: int) -> dict[str, Any]:
         with Image.open(path) as img:
             array = np.asarray(img.convert("RGB"))
         crack_map = predictor.inspect_array(array, tile=tile, stride=tile)
-        boxes = [(t.x, t.y, t.w, t.h) for t in crack_map.tiles]
-        for t, label in zip(crack_map.tiles, cfd_tile_labels(mask, boxes, tile), strict=True):
+        boxes = [(t.x, t.y, t.w, t.h) for t in crack_map.tiles()]
+        for t, label in zip(crack_map.tiles(), cfd_tile_labels(mask, boxes, tile), strict=True):
             if label < 0:
                 excluded += 1
                 continue

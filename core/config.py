@@ -41,6 +41,13 @@ class Settings(BaseSettings):
     max_tiles_per_inspection: int = Field(
         250_000, ge=1, description="most tiles one inspection may cut (tile and stride decide)"
     )
+    inline_tiles: int = Field(
+        10_000,
+        ge=0,
+        le=250_000,
+        description="maps with at most this many tiles list them inline in GET "
+        "/v1/inspections/{id}; bigger ones are paged at /v1/inspections/{id}/tiles",
+    )
     inspection_lease_s: float = Field(
         30.0,
         gt=0,

@@ -200,6 +200,9 @@ class Inspection(Base):
     model_id: Mapped[str | None] = mapped_column(ForeignKey("models.id"), nullable=True)
     crackmap: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     overlay_blob_id: Mapped[str | None] = mapped_column(ForeignKey("blobs.id"), nullable=True)
+    # The map's tiles as a compact .npz tile table (models.inference.TileTable); `crackmap`
+    # holds everything else. Rows from before migration 0006 keep inline tiles instead.
+    tiles_blob_id: Mapped[str | None] = mapped_column(ForeignKey("blobs.id"), nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     # The API process that holds an unfinished inspection, and until when: another process
     # takes it over only once the lease has run out (its holder died).

@@ -12,11 +12,14 @@ from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BeforeValidator
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from app.auth import InspectScope, ReadScope
 from app.deps import RegistryDep, RunnerDep, SessionDep, SettingsDep
 from app.routes.common import Limit, Offset, blob_response, commit, get_or_404, paginate
 from app.schemas.api import InspectionRead, Page, iso_datetime_text
+from app.schemas.crackmap import TileRead, tile_read, tiles_read
+from app.services.inspections import TILES_MEDIA, read_tile_table
 from app.services.uploads import spooled
 from core.blobs import delete_blob, store_file
 from core.config import Settings
@@ -27,15 +30,34 @@ from models.imageio import ImageDecodeError
 from models.inference import ImageTooLargeError, check_complete, make_grid, probe
 
 QueryTime = Annotated[datetime | None, BeforeValidator(iso_datetime_text), Query()]
+TileLimit = Annotated[int, Query(ge=1, le=5000, description="tiles per page")]
 router = APIRouter(prefix="/v1/inspections", tags=["inspections"])
 
 
-def inspection_read(row: Inspection, request: Request, with_map: bool = True) -> InspectionRead:
+def inspection_read(
+    row: Inspection, request: Request, session: Session | None = None
+) -> InspectionRead:
+    """The inspection; with its crack map when a session is given to read the tiles from."""
     body = InspectionRead.model_validate(row)
-    body.crackmap = row.crackmap if with_map else None
+    body.crackmap = None
+    if session is not None and row.crackmap is not None:
+        body.crackmap = crackmap_with_tiles(session, row, request.app.state.settings.inline_tiles)
     if row.status == InspectionStatus.SUCCEEDED:
         body.overlay_url = str(request.url_for("get_overlay", inspection_id=row.id))
+        body.tiles_url = str(request.url_for("list_tiles", inspection_id=row.id))
+        if row.tiles_blob_id is not None:
+            body.tiles_npz_url = str(request.url_for("get_tiles_npz", inspection_id=row.id))
     return body
+
+
+def crackmap_with_tiles(session: Session, row: Inspection, inline_tiles: int) -> dict[str, Any]:
+    """The stored map, with its tiles listed when there are at most `inline_tiles` of them."""
+    document = dict(row.crackmap or {})
+    if row.tiles_blob_id is None:  # stored before tile tables (migration 0006): inline tiles
+        return document
+    if document["summary"]["tiles"] <= inline_tiles:
+        document["tiles"] = tiles_read(read_tile_table(session, row.tiles_blob_id))
+    return document
 
 
 @router.post(
@@ -125,7 +147,7 @@ def _read_body(request: Request, inspection_id: str) -> dict[str, Any]:
     """The inspection as JSON (blocking: run in a thread)."""
     with request.app.state.sessions() as session:
         row = get_or_404(session, Inspection, inspection_id, "inspection")
-        return inspection_read(row, request).model_dump(mode="json")
+        return inspection_read(row, request, session).model_dump(mode="json")
 
 
 def store_inspection(request: Request, path: Path, media_type: str, row: Inspection) -> str:
@@ -156,13 +178,70 @@ def list_inspections(
     if created_before:
         query = query.where(Inspection.created_at < created_before)
     rows, total = paginate(session, query, limit, offset)
-    items = [inspection_read(r, request, with_map=False) for r in rows]
+    items = [inspection_read(r, request) for r in rows]
     return Page[InspectionRead](items=items, total=total, limit=limit, offset=offset)
 
 
 @router.get("/{inspection_id}", dependencies=[ReadScope], response_model=InspectionRead)
 def get_inspection(inspection_id: str, request: Request, session: SessionDep) -> InspectionRead:
-    return inspection_read(get_or_404(session, Inspection, inspection_id, "inspection"), request)
+    row = get_or_404(session, Inspection, inspection_id, "inspection")
+    return inspection_read(row, request, session)
+
+
+@router.get("/{inspection_id}/tiles", dependencies=[ReadScope], response_model=Page[TileRead])
+def list_tiles(
+    inspection_id: str,
+    session: SessionDep,
+    defect: Annotated[
+        bool | None, Query(description="only defect (true) or clear (false) tiles")
+    ] = None,
+    min_prob: Annotated[
+        float, Query(ge=0.0, le=1.0, description="lowest defect probability")
+    ] = 0.0,
+    limit: TileLimit = 500,
+    offset: Offset = 0,
+) -> Page[TileRead]:
+    """The map's tiles in row-major order, filtered, one page at a time."""
+    row = _finished(session, inspection_id)
+    if row.tiles_blob_id is None:  # stored before tile tables: page the inline list
+        kept = [
+            TileRead.model_validate(t)
+            for t in (row.crackmap or {}).get("tiles") or []
+            if (defect is None or t["defect"] == defect) and t["defect_prob"] >= min_prob
+        ]
+        return Page[TileRead](
+            items=kept[offset : offset + limit], total=len(kept), limit=limit, offset=offset
+        )
+    table = read_tile_table(session, row.tiles_blob_id)
+    picked = table.select(defect, min_prob)
+    items = [tile_read(t) for t in table.tiles(picked[offset : offset + limit])]
+    return Page[TileRead](items=items, total=len(picked), limit=limit, offset=offset)
+
+
+@router.get(
+    "/{inspection_id}/tiles.npz",
+    dependencies=[ReadScope],
+    response_class=StreamingResponse,
+    responses={200: {"content": {TILES_MEDIA: {}}}},
+)
+def get_tiles_npz(inspection_id: str, request: Request, session: SessionDep) -> StreamingResponse:
+    """All tiles as one NumPy .npz tile table (models.inference.TileTable.from_npz reads it)."""
+    row = _finished(session, inspection_id)
+    if row.tiles_blob_id is None:
+        raise Conflict(
+            f"inspection {inspection_id} was stored before tile tables: its tiles are inline "
+            "in the crack map and at /tiles"
+        )
+    disposition = {"Content-Disposition": f'attachment; filename="{inspection_id}-tiles.npz"'}
+    return blob_response(request.app.state.sessions, row.tiles_blob_id, TILES_MEDIA, disposition)
+
+
+def _finished(session: Session, inspection_id: str) -> Inspection:
+    """The succeeded inspection; 404 when there is none, 409 while it has no map."""
+    row = get_or_404(session, Inspection, inspection_id, "inspection")
+    if row.status != InspectionStatus.SUCCEEDED:
+        raise Conflict(f"inspection {inspection_id} is {row.status}: it has no tiles")
+    return row
 
 
 @router.get(
@@ -181,7 +260,7 @@ def get_overlay(inspection_id: str, request: Request, session: SessionDep) -> St
 @router.delete("/{inspection_id}", status_code=204, dependencies=[InspectScope])
 def delete_inspection(inspection_id: str, session: SessionDep) -> Response:
     row = get_or_404(session, Inspection, inspection_id, "inspection")
-    blobs = [row.image_blob_id, row.overlay_blob_id]
+    blobs = [row.image_blob_id, row.overlay_blob_id, row.tiles_blob_id]
     session.delete(row)
     session.flush()
     for blob_id in blobs:

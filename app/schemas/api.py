@@ -80,6 +80,10 @@ class InspectionRead(BaseModel):
     finished_at: datetime | None
     crackmap: dict[str, Any] | None = None
     overlay_url: str | None = None
+    tiles_url: str | None = Field(None, description="the map's tiles, paged and filtered (JSON)")
+    tiles_npz_url: str | None = Field(
+        None, description="all of the map's tiles in one compact NumPy .npz tile table"
+    )
 
 
 class DatasetRead(BaseModel):

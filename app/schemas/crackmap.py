@@ -7,9 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from models.inference import CrackMap
+from models.inference import CrackMap, TileResult, TileTable
 
-SCHEMA_VERSION = "crackscan.crackmap/1"
+SCHEMA_VERSION = "crackscan.crackmap/2"
 
 
 class TileRead(BaseModel):
@@ -65,19 +65,35 @@ class ModelStamp(BaseModel):
 
 
 class CrackMapRead(BaseModel):
-    schema_version: Literal["crackscan.crackmap/1"] = "crackscan.crackmap/1"
+    """Version 2: `tiles` may be null (a big map's tiles are paged); version 1 always listed them."""
+
+    schema_version: Literal["crackscan.crackmap/2"] = "crackscan.crackmap/2"
     image: dict[str, int | str]
     model: ModelStamp
     tiling: TilingRead
     summary: SummaryRead
-    tiles: list[TileRead]
+    tiles: list[TileRead] | None = Field(
+        description="every tile, row-major; null in the API when the map has more tiles than "
+        "CRACKSCAN_INLINE_TILES: page them at /v1/inspections/{id}/tiles"
+    )
     heatmap: HeatmapRead
     timings: dict[str, float]
     created_at: datetime
 
 
-def crackmap_read(crack_map: CrackMap, name: str = "", model_id: str | None = None) -> CrackMapRead:
-    """Turn the engine's CrackMap into the versioned schema."""
+def tile_read(tile: TileResult) -> TileRead:
+    return TileRead(**vars(tile))
+
+
+def tiles_read(table: TileTable) -> list[dict[str, object]]:
+    """Every tile of the table as TileRead JSON, row-major."""
+    return [tile_read(t).model_dump(mode="json") for t in table.tiles()]
+
+
+def crackmap_read(
+    crack_map: CrackMap, name: str = "", model_id: str | None = None, with_tiles: bool = True
+) -> CrackMapRead:
+    """Turn the engine's CrackMap into the versioned schema (tiles null unless `with_tiles`)."""
     heat = crack_map.heatmap
     return CrackMapRead(
         image={"name": name, "width": crack_map.width, "height": crack_map.height},
@@ -90,7 +106,7 @@ def crackmap_read(crack_map: CrackMap, name: str = "", model_id: str | None = No
             cols=crack_map.cols,
         ),
         summary=SummaryRead(**crack_map.summary()),
-        tiles=[TileRead(**vars(t)) for t in crack_map.tiles],
+        tiles=[tile_read(t) for t in crack_map.table.tiles()] if with_tiles else None,
         heatmap=HeatmapRead(
             cell=crack_map.cell,
             rows=int(heat.shape[0]),

@@ -34,9 +34,10 @@ from core.blobs import read_bytes, store_bytes
 from core.errors import TooManyRequests
 from core.statuses import INSPECTION_UNFINISHED, InspectionStatus
 from core.tables import Inspection, utcnow
-from models.inference import CrackMap, open_image, render_overlay
+from models.inference import CrackMap, TileTable, open_image, render_overlay
 
 log = logging.getLogger("crackscan.inspections")
+TILES_MEDIA = "application/vnd.crackscan.tiles+npz"
 STORE_RETRY_S = 120.0  # how long a finished map waits for the database to come back
 
 
@@ -221,24 +222,35 @@ class InspectionRunner:
             overlay = render_overlay(image, crack_map)
         except Exception as exc:
             return self._fail(inspection_id, str(exc))
-        self.metrics.observe_tiles(len(crack_map.tiles), crack_map.timings.get("tiles_s", 0.0))
+        self.metrics.observe_tiles(len(crack_map.table), crack_map.timings.get("tiles_s", 0.0))
+        tiles_npz = crack_map.table.to_npz()
         waited = 0.0
         while True:
             try:
-                return self._store(inspection_id, crack_map, overlay, model_id)
+                return self._store(inspection_id, crack_map, overlay, tiles_npz, model_id)
             except OperationalError:
                 if waited >= STORE_RETRY_S or self._stop.wait(1.0):
                     raise
                 waited += 1.0
 
-    def _store(self, inspection_id: str, crack_map: CrackMap, overlay: bytes, model_id: str) -> str:
-        """Store the map and the overlay, and mark the inspection succeeded."""
+    def _store(
+        self,
+        inspection_id: str,
+        crack_map: CrackMap,
+        overlay: bytes,
+        tiles_npz: bytes,
+        model_id: str,
+    ) -> str:
+        """Store the map (its tiles as a compact table) and the overlay; mark it succeeded."""
         with self.sessions.begin() as session:
             row = session.get(Inspection, inspection_id)
             if row is None:  # deleted while it ran
                 return "deleted"
-            document = crackmap_read(crack_map, name=row.filename, model_id=model_id)
+            document = crackmap_read(
+                crack_map, name=row.filename, model_id=model_id, with_tiles=False
+            )
             row.overlay_blob_id = store_bytes(session, overlay, self.chunk_bytes, "image/png").id
+            row.tiles_blob_id = store_bytes(session, tiles_npz, self.chunk_bytes, TILES_MEDIA).id
             row.crackmap = document.model_dump(mode="json")
             row.model_id = model_id
             row.status = InspectionStatus.SUCCEEDED
@@ -254,3 +266,8 @@ class InspectionRunner:
             row.status, row.error, row.finished_at = InspectionStatus.FAILED, reason, utcnow()
             row.lease_owner = row.leased_until = None
         return InspectionStatus.FAILED
+
+
+def read_tile_table(session: Session, blob_id: str) -> TileTable:
+    """A stored map's tile table (blocking: a blob read and an .npz decode)."""
+    return TileTable.from_npz(read_bytes(session, blob_id))

@@ -1,6 +1,6 @@
 """Sliding-window inference: intake, tiling, the predictor, crack maps and overlays."""
 
-from models.inference.crackmap import CrackMap, TileResult, cell_heatmap, geojson
+from models.inference.crackmap import CrackMap, cell_heatmap, geojson, heatmap_cell
 from models.inference.intake import (
     DEFAULT_MAX_PIXELS,
     ImageTooLargeError,
@@ -11,6 +11,7 @@ from models.inference.intake import (
 )
 from models.inference.overlay import render_overlay
 from models.inference.predictor import InferenceConfig, Predictor
+from models.inference.tile_table import TileResult, TileTable
 from models.inference.tiling import TileGrid, axis_starts, make_grid, tile_batches
 
 __all__ = [
@@ -21,10 +22,12 @@ __all__ = [
     "Predictor",
     "TileGrid",
     "TileResult",
+    "TileTable",
     "axis_starts",
     "check_complete",
     "cell_heatmap",
     "geojson",
+    "heatmap_cell",
     "make_grid",
     "open_image",
     "probe",

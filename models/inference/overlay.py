@@ -45,10 +45,15 @@ def render_overlay(
     )
     canvas.paste(Image.fromarray(blended), (0, 0))
     draw = ImageDraw.Draw(canvas)
-    for t in crack_map.tiles:
-        if t.defect:
-            box = [t.x * scale, t.y * scale, (t.x + t.w) * scale - 1, (t.y + t.h) * scale - 1]
-            draw.rectangle(box, outline=(255, 0, 0), width=2)
+    table = crack_map.table
+    for index in table.select(defect=True):
+        _, _, y, x = table.grid.position(int(index))
+        w, h = table.grid.tile_w, table.grid.tile_h
+        draw.rectangle(
+            [x * scale, y * scale, (x + w) * scale - 1, (y + h) * scale - 1],
+            outline=(255, 0, 0),
+            width=2,
+        )
     _legend(draw, canvas.width, size[1], crack_map)
     buffer = io.BytesIO()
     canvas.save(buffer, format="PNG", optimize=False)

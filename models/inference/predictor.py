@@ -17,8 +17,9 @@ from PIL import Image
 from models.checkpoint import Checkpoint
 from models.data import normalise
 from models.device import amp_dtype, select_device
-from models.inference.crackmap import CrackMap, TileResult, cell_heatmap
+from models.inference.crackmap import CrackMap, cell_heatmap, heatmap_cell
 from models.inference.intake import DEFAULT_MAX_PIXELS, open_image
+from models.inference.tile_table import TileTable
 from models.inference.tiling import TileGrid, make_grid, tile_batches
 
 ProgressFn = Callable[[int, int], None]  # (tiles done, tiles total)
@@ -209,40 +210,27 @@ class Predictor:
     def _crack_map(
         self, grid: TileGrid, probs: torch.Tensor, threshold: float, timings: dict[str, float]
     ) -> CrackMap:
+        """Arrays, not per-tile objects: probs (N, C) -> the table, p_defect (N,) -> the heatmap."""
+        class_probs = probs.numpy().astype(np.float32, copy=False)
         defect = (
-            probs[:, self.defect_index].sum(1).numpy() if self.defect_index else np.zeros(len(grid))
+            class_probs[:, self.defect_index].sum(1, dtype=np.float32)
+            if self.defect_index
+            else np.zeros(len(grid), dtype=np.float32)
         )
-        rows = probs.tolist()
-        tiles = []
-        for index in range(len(grid)):
-            row, col, y, x = grid.position(index)
-            tiles.append(
-                TileResult(
-                    row=row,
-                    col=col,
-                    x=x,
-                    y=y,
-                    w=grid.tile_w,
-                    h=grid.tile_h,
-                    probs={c: rows[index][k] for k, c in enumerate(self.classes)},
-                    defect_prob=float(defect[index]),
-                    defect=bool(defect[index] >= threshold),
-                )
-            )
-        return CrackMap(
-            width=grid.width,
-            height=grid.height,
-            classes=self.classes,
+        table = TileTable(
+            grid=grid,
+            classes=list(self.classes),
             defect_classes=list(self.checkpoint.defect_classes),
-            tile=grid.tile,
-            stride=grid.stride,
-            input_size=self.checkpoint.input_size,
             threshold=threshold,
-            rows=grid.rows,
-            cols=grid.cols,
-            tiles=tiles,
-            heatmap=cell_heatmap(grid, defect, grid.stride),
-            cell=grid.stride,
+            probs=class_probs,
+            defect_probs=defect,
+        )
+        cell = heatmap_cell(grid)
+        return CrackMap(
+            table=table,
+            input_size=self.checkpoint.input_size,
+            heatmap=cell_heatmap(grid, defect, cell),
+            cell=cell,
             model=self.model_info,
             timings=timings,
         )

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from core.db import transaction
 from core.tables import Blob, Inspection
+from models.inference import TileTable
 from tests.app.conftest import checkpoint_bytes, import_and_activate, photo_bytes, zip_folder
 
 
@@ -110,7 +111,7 @@ def test_inspection_round_trip_list_overlay_delete(api, tmp_path):
     body = reply.json()
     assert body["status"] == "succeeded" and reply.headers["Location"].endswith(body["id"])
     crackmap = body["crackmap"]
-    assert crackmap["schema_version"] == "crackscan.crackmap/1"
+    assert crackmap["schema_version"] == "crackscan.crackmap/2"
     assert crackmap["tiling"]["tile"] == 64 and crackmap["summary"]["tiles"] == 4 * 6
     assert {"row", "col", "x", "y", "w", "h", "probs", "defect"} <= set(crackmap["tiles"][0])
     overlay = api.client.get(
@@ -138,6 +139,81 @@ def test_inspection_round_trip_list_overlay_delete(api, tmp_path):
         == 204
     )
     assert_error(api.client.get(f"/v1/inspections/{body['id']}", headers=api.headers("read")), 404)
+
+
+def test_big_maps_store_a_compact_tile_table_and_page_their_tiles(api_factory, tmp_path):
+    api = api_factory(inline_tiles=5)
+    import_and_activate(api, tmp_path)
+    blobs_before = count(api.settings.db_url, Blob)
+    files = {"image": ("wall.jpg", photo_bytes(), "image/jpeg")}
+    data = {"tile": "64", "stride": "32", "threshold": "0.5"}
+    body = api.client.post(
+        "/v1/inspections", files=files, data=data, headers=api.headers("inspect")
+    ).json()
+    inspection_id, read = body["id"], api.headers("read")
+    assert body["crackmap"]["tiles"] is None and body["crackmap"]["summary"]["tiles"] == 24
+    with transaction(api.settings.db_url) as session:
+        row = session.get(Inspection, inspection_id)
+        assert row is not None and row.tiles_blob_id is not None
+        assert row.crackmap is not None and row.crackmap["tiles"] is None  # no inline JSON
+    everything = api.client.get(body["tiles_url"], params={"limit": 100}, headers=read).json()
+    assert everything["total"] == 24 and len(everything["items"]) == 24
+    first = api.client.get(body["tiles_url"], params={"limit": 10}, headers=read).json()
+    last = api.client.get(body["tiles_url"], params={"offset": 20}, headers=read).json()
+    assert first["items"] == everything["items"][:10] and last["items"] == everything["items"][20:]
+    assert [(t["row"], t["col"]) for t in everything["items"][:7]] == [
+        (0, 0),
+        (0, 1),
+        (0, 2),
+        (0, 3),
+        (0, 4),
+        (0, 5),
+        (1, 0),
+    ]
+    defects = api.client.get(body["tiles_url"], params={"defect": "true"}, headers=read).json()
+    assert defects["total"] == body["crackmap"]["summary"]["defect_tiles"]
+    assert all(t["defect"] for t in defects["items"])
+    likely = api.client.get(body["tiles_url"], params={"min_prob": 0.5}, headers=read).json()
+    assert likely["total"] == sum(t["defect_prob"] >= 0.5 for t in everything["items"])
+    npz = api.client.get(body["tiles_npz_url"], headers=read)
+    assert npz.status_code == 200 and npz.headers["content-type"].startswith(
+        "application/vnd.crackscan.tiles+npz"
+    )
+    table = TileTable.from_npz(npz.content)
+    assert [t["defect_prob"] for t in everything["items"]] == pytest.approx(
+        table.defect_probs.tolist()
+    )
+    assert_error(api.client.get(body["tiles_url"], params={"limit": 5001}, headers=read), 422)
+    assert_error(api.client.get(body["tiles_url"], params={"min_prob": 2}, headers=read), 422)
+    assert_error(api.client.get("/v1/inspections/nope/tiles", headers=read), 404)
+    assert (
+        api.client.delete(
+            f"/v1/inspections/{inspection_id}", headers=api.headers("inspect")
+        ).status_code
+        == 204
+    )
+    assert count(api.settings.db_url, Blob) == blobs_before  # photo, overlay and tile table
+
+
+def test_maps_stored_before_tile_tables_are_served_from_their_inline_tiles(api, tmp_path):
+    import_and_activate(api, tmp_path)
+    files = {"image": ("wall.jpg", photo_bytes(), "image/jpeg")}
+    body = api.client.post(
+        "/v1/inspections", files=files, data={"tile": "64"}, headers=api.headers("inspect")
+    ).json()
+    tiles = body["crackmap"]["tiles"]
+    assert len(tiles) == body["crackmap"]["summary"]["tiles"] == 3 * 4  # listed inline: few tiles
+    with transaction(api.settings.db_url) as session:  # as migration 0006 left older rows
+        row = session.get(Inspection, body["id"])
+        assert row is not None
+        row.crackmap = {**body["crackmap"], "schema_version": "crackscan.crackmap/1"}
+        row.tiles_blob_id = None
+    read = api.headers("read")
+    again = api.client.get(f"/v1/inspections/{body['id']}", headers=read).json()
+    assert again["crackmap"]["tiles"] == tiles and again["tiles_npz_url"] is None
+    paged = api.client.get(again["tiles_url"], params={"offset": 4}, headers=read).json()
+    assert paged["total"] == 12 and paged["items"] == tiles[4:]
+    assert_error(api.client.get(f"/v1/inspections/{body['id']}/tiles.npz", headers=read), 409)
 
 
 def test_bad_inspections_store_nothing(api, tmp_path):

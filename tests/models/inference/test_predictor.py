@@ -62,7 +62,7 @@ def test_constant_predictor_gives_the_expected_grid_and_heatmap():
     grid = make_grid(100, 150, 40, 20)
     assert (crack_map.rows, crack_map.cols) == (grid.rows, grid.cols) == (4, 7)
     expected = torch.softmax(torch.tensor([1.0, 0.0, -1.0]) / 2.0, 0)  # the temperature is applied
-    for t in crack_map.tiles:
+    for t in crack_map.tiles():
         assert (t.y, t.x, t.h, t.w) == (grid.ys[t.row], grid.xs[t.col], 40, 40)
         assert t.probs["crack"] == pytest.approx(float(expected[0]), abs=1e-6)
         assert t.defect  # 0.51 >= 0.3
@@ -100,7 +100,7 @@ def test_bad_input_is_a_clear_error():
 def tile_f1(crack_map, mask: np.ndarray, min_pixels: int) -> tuple[float, int]:
     """Tile-level F of the crack class against labels from the mask; ambiguous tiles skipped."""
     tp = fp = fn = skipped = 0
-    for t in crack_map.tiles:
+    for t in crack_map.tiles():
         pixels = int((mask[t.y : t.y + t.h, t.x : t.x + t.w] > 0).sum())
         if 0 < pixels < min_pixels:
             skipped += 1
@@ -121,7 +121,7 @@ def test_synthetic_survey_tile_f_at_least_0_9(synthetic_model):
     buffer = io.BytesIO()
     photo.save(buffer, format="PNG")
     crack_map = predictor.inspect_bytes(buffer.getvalue())
-    assert crack_map.tile == 48 and len(crack_map.tiles) == 30 * 20
+    assert crack_map.tile == 48 and len(crack_map.table) == 30 * 20
     # Rule: a tile is a crack tile when it holds at least as many crack pixels as a 2-px-wide
     # crack crossing it (2 x 48 = 96); a tile with none is not; a crack that only clips a
     # corner (1-95 pixels) is ambiguous and left out.
@@ -138,6 +138,6 @@ def test_crackforest_photos_produce_maps(tmp_path):
     for path in photos:
         crack_map = predictor.inspect_bytes(path.read_bytes(), tile=64, stride=32)
         assert (crack_map.width, crack_map.height) == (480, 320)
-        assert len(crack_map.tiles) == crack_map.rows * crack_map.cols == 9 * 14
-        assert math.isclose(crack_map.tiles[0].probs["crack"], 0.5, abs_tol=1e-6)
+        assert len(crack_map.table) == crack_map.rows * crack_map.cols == 9 * 14
+        assert math.isclose(crack_map.tiles()[0].probs["crack"], 0.5, abs_tol=1e-6)
         json.dumps(geojson(crack_map))

@@ -18,6 +18,7 @@ def require(scope: str) -> Callable[..., None]:
 
     def check(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> None:
         state = request.app.state
+        request.state.api_key_id = None  # who asked: recorded with what the request stores
         if state.settings.auth_disabled:
             return
         if not x_api_key:
@@ -32,6 +33,7 @@ def require(scope: str) -> Callable[..., None]:
                 raise Forbidden(
                     f"this key lacks the '{scope}' scope (it has {', '.join(row.scopes)})"
                 )
+            request.state.api_key_id = row.id
 
     return check
 

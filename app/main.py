@@ -16,11 +16,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.body_limit import BodySizeLimit
 from app.errors import install_error_handlers
 from app.metrics import Metrics
-from app.routes import apikeys, datasets, health, inspections, jobs, trained_models
+from app.routes import apikeys, datasets, health, inspections, jobs, reviews, trained_models
 from app.schemas.api import ERROR_RESPONSES
 from app.services.inspections import InspectionRunner
 from app.services.jobs import JobQueue
 from app.services.models import ModelRegistry
+from app.services.photos import PhotoCache
 from core.config import Settings, get_settings
 from core.db import redacted_url, session_factory
 from core.migrate import is_up_to_date
@@ -50,7 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_mb << 20)
     app.middleware("http")(_observe)
-    for module in (health, inspections, datasets, jobs, trained_models, apikeys):
+    for module in (health, inspections, reviews, datasets, jobs, trained_models, apikeys):
         app.include_router(module.router)
     app.include_router(pages)
     return app
@@ -76,6 +77,7 @@ def _start_services(app: FastAPI, settings: Settings) -> InspectionRunner:
     )
     app.state.settings, app.state.sessions, app.state.metrics = settings, sessions, metrics
     app.state.registry, app.state.runner, app.state.jobs = registry, runner, JobQueue(settings)
+    app.state.photos = PhotoCache(settings.review_cache_pixels)
     metrics.gauge(
         "crackscan_inspection_queue_depth",
         "Inspections waiting in this server's queue.",

@@ -48,6 +48,11 @@ class Settings(BaseSettings):
         description="maps with at most this many tiles list them inline in GET "
         "/v1/inspections/{id}; bigger ones are paged at /v1/inspections/{id}/tiles",
     )
+    review_cache_pixels: int = Field(
+        100_000_000,
+        ge=0,
+        description="decoded photos kept for review crops, in pixels (the last one is always kept)",
+    )
     inspection_lease_s: float = Field(
         30.0,
         gt=0,

@@ -212,6 +212,25 @@ class Inspection(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
+class TileLabel(Base):
+    """An inspector's label for one tile of an inspection's map (one per tile: a repeat replaces it)."""
+
+    __tablename__ = "tile_labels"
+    __table_args__ = (UniqueConstraint("inspection_id", "row", "col"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    inspection_id: Mapped[str] = mapped_column(
+        ForeignKey("inspections.id", ondelete="CASCADE"), index=True
+    )
+    row: Mapped[int] = mapped_column(Integer)
+    col: Mapped[int] = mapped_column(Integer)
+    label: Mapped[str] = mapped_column(String(100))
+    # the key that gave the label (None with auth switched off in development)
+    api_key_id: Mapped[str | None] = mapped_column(
+        ForeignKey("api_keys.id", ondelete="SET NULL"), nullable=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+
+
 class ApiKey(Base):
     """An API key, stored as a sha256 hash; the key itself is shown once, at creation."""
 

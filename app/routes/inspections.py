@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BeforeValidator
+from sqlalchemy import delete as sa_delete
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -25,7 +26,7 @@ from core.blobs import delete_blob, store_file
 from core.config import Settings
 from core.errors import Conflict, PayloadTooLarge, Unprocessable
 from core.statuses import INSPECTION_FINAL, InspectionStatus
-from core.tables import Inspection
+from core.tables import Inspection, TileLabel
 from models.imageio import ImageDecodeError
 from models.inference import ImageTooLargeError, check_complete, make_grid, probe
 
@@ -202,7 +203,7 @@ def list_tiles(
     offset: Offset = 0,
 ) -> Page[TileRead]:
     """The map's tiles in row-major order, filtered, one page at a time."""
-    row = _finished(session, inspection_id)
+    row = finished_inspection(session, inspection_id)
     if row.tiles_blob_id is None:  # stored before tile tables: page the inline list
         kept = [
             TileRead.model_validate(t)
@@ -226,7 +227,7 @@ def list_tiles(
 )
 def get_tiles_npz(inspection_id: str, request: Request, session: SessionDep) -> StreamingResponse:
     """All tiles as one NumPy .npz tile table (models.inference.TileTable.from_npz reads it)."""
-    row = _finished(session, inspection_id)
+    row = finished_inspection(session, inspection_id)
     if row.tiles_blob_id is None:
         raise Conflict(
             f"inspection {inspection_id} was stored before tile tables: its tiles are inline "
@@ -236,7 +237,7 @@ def get_tiles_npz(inspection_id: str, request: Request, session: SessionDep) -> 
     return blob_response(request.app.state.sessions, row.tiles_blob_id, TILES_MEDIA, disposition)
 
 
-def _finished(session: Session, inspection_id: str) -> Inspection:
+def finished_inspection(session: Session, inspection_id: str) -> Inspection:
     """The succeeded inspection; 404 when there is none, 409 while it has no map."""
     row = get_or_404(session, Inspection, inspection_id, "inspection")
     if row.status != InspectionStatus.SUCCEEDED:
@@ -261,6 +262,7 @@ def get_overlay(inspection_id: str, request: Request, session: SessionDep) -> St
 def delete_inspection(inspection_id: str, session: SessionDep) -> Response:
     row = get_or_404(session, Inspection, inspection_id, "inspection")
     blobs = [row.image_blob_id, row.overlay_blob_id, row.tiles_blob_id]
+    session.execute(sa_delete(TileLabel).where(TileLabel.inspection_id == inspection_id))
     session.delete(row)
     session.flush()
     for blob_id in blobs:

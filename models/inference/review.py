@@ -1,0 +1,92 @@
+"""Which tiles of a map an inspector should label next, and the tile as the model saw it.
+
+`uncertainty` ranks tiles by the margin m_i = |p_defect(i) − t| to the operating threshold
+t, smallest first; `random` ranks them in a seeded random order. Either way tiles are then
+taken greedily down the ranking, skipping any that overlaps a tile already taken, so the
+picks are spread over the photo and no two show the same pixels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from models.inference.tile_table import TileTable
+from models.inference.tiling import crop
+
+STRATEGIES = ("uncertainty", "random")
+
+
+def review_order(
+    table: TileTable, strategy: str, threshold: float, seed: int | None = None
+) -> np.ndarray:
+    """(N,) tile indices, the most useful to label first (see the module docstring)."""
+    if strategy == "uncertainty":
+        margin = np.abs(table.defect_probs.astype(np.float64) - threshold)
+        return np.argsort(margin, kind="stable")
+    if strategy == "random":
+        return np.random.default_rng(seed).permutation(len(table))
+    raise ValueError(f"unknown review strategy {strategy!r}: use one of {STRATEGIES}")
+
+
+def pick_for_review(
+    table: TileTable,
+    limit: int,
+    strategy: str = "uncertainty",
+    threshold: float | None = None,
+    labelled: Collection[tuple[int, int]] = (),
+    seed: int | None = None,
+) -> list[int]:
+    """Up to `limit` row-major tile indices to label: ranked, unlabelled, none overlapping.
+
+    Args:
+        table: the map's tiles.  limit: how many to pick, at most.
+        strategy: "uncertainty" or "random".  threshold: t (default: the table's).
+        labelled: (row, col) of tiles that already have a label; they are skipped.
+        seed: the random order's seed.
+    """
+    if limit < 0:
+        raise ValueError(f"limit must be >= 0, got {limit}")
+    grid = table.grid
+    taken = set(labelled)
+    ys, xs = np.empty(limit, dtype=np.int64), np.empty(limit, dtype=np.int64)
+    picked: list[int] = []
+    order = review_order(table, strategy, table.threshold if threshold is None else threshold, seed)
+    for index in order:
+        if len(picked) == limit:
+            break
+        row, col, y, x = grid.position(int(index))
+        if (row, col) in taken:
+            continue
+        n = len(picked)
+        if n and np.any((np.abs(ys[:n] - y) < grid.tile_h) & (np.abs(xs[:n] - x) < grid.tile_w)):
+            continue
+        ys[n], xs[n] = y, x
+        picked.append(int(index))
+    return picked
+
+
+def tile_crop(image: Image.Image, table: TileTable, row: int, col: int, size: int) -> Image.Image:
+    """Tile (row, col) of the photo resized to the model's input, as inference feeds it.
+
+    Same crop and bilinear (antialiased when shrinking) resize as `tiling.tile_batches`.
+    """
+    grid = table.grid
+    if not (0 <= row < grid.rows and 0 <= col < grid.cols):
+        raise ValueError(f"tile ({row}, {col}) lies outside the {grid.rows} x {grid.cols} grid")
+    th, tw = grid.tile_h, grid.tile_w
+    tile = crop(image, grid.ys[row], grid.xs[col], th, tw)[None]
+    if (th, tw) != (size, size):
+        resized = F.interpolate(
+            tile.float(),
+            size=(size, size),
+            mode="bilinear",
+            antialias=th > size or tw > size,
+            align_corners=False,
+        )
+        tile = resized.round_().clamp_(0, 255).to(torch.uint8)
+    return Image.fromarray(tile[0].permute(1, 2, 0).numpy())

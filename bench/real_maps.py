@@ -245,17 +245,9 @@ def run_recipes(args: argparse.Namespace) -> list[dict[str, Any]]:
 def score_on(ckpt: Checkpoint, data: LabelledSet, samples: list[Sample]) -> dict[str, Any]:
     """Detection metrics of a checkpoint trained on `data` over some of its samples, at the
     checkpoint's operating threshold."""
-    from models.data import load_tiles
-    from models.threshold import defect_scores, detection_metrics
-    from models.training import predict_logits
+    from models.evaluation import detection_on
 
-    images, labels = load_tiles(data.source, samples, ckpt.input_size)
-    device = torch.device("cpu")
-    logits = predict_logits(ckpt.build_model(device), images, device)
-    probs = torch.softmax(logits.double() / ckpt.temperature, 1)
-    defect_index = [ckpt.classes.index(c) for c in ckpt.defect_classes]
-    score, truth = defect_scores(probs, labels, defect_index)
-    return detection_metrics(score, truth, ckpt.operating_threshold)
+    return detection_on(ckpt, data, samples)
 
 
 def transfer_row(label: str, found: dict[str, Any], seconds: float) -> dict[str, Any]:

@@ -156,6 +156,10 @@ class TrainingJob(Base):
     status: Mapped[str] = mapped_column(String(20), default=JobStatus.QUEUED, index=True)
     config: Mapped[dict[str, Any]] = mapped_column(JSON)
     auto_activate: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Feedback jobs train on the stored tile labels too; their metrics compare the base
+    # and the new model on the held-back labelled tiles.
+    feedback: Mapped[bool] = mapped_column(Boolean, default=False)
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     epoch: Mapped[int] = mapped_column(Integer, default=0)
     step: Mapped[int] = mapped_column(Integer, default=0)

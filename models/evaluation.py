@@ -6,8 +6,10 @@ from typing import Any
 
 import torch
 
-from models.data import Sample
-from models.threshold import detection_metrics
+from models.checkpoint import Checkpoint
+from models.data import LabelledSet, Sample, load_tiles
+from models.threshold import defect_scores, detection_metrics
+from models.training.steps import predict_logits
 
 
 def photo_report(
@@ -41,3 +43,26 @@ def photo_report(
             sum(1 for p in clean if p["false_alarm_rate"] > 0) / len(clean) if clean else None
         ),
     }
+
+
+def detection_on(
+    ckpt: Checkpoint,
+    data: LabelledSet,
+    samples: list[Sample],
+    device: torch.device | None = None,
+    batch_size: int = 256,
+) -> dict[str, float]:
+    """Tile detection metrics of a checkpoint over some samples, at its operating threshold.
+
+    p_defect = sum over defect classes of softmax(logits / T). `data` must be in the
+    checkpoint's class order (LabelledSet.in_class_order).
+    """
+    if data.classes != ckpt.classes:
+        raise ValueError(f"the set's classes {data.classes} are not the model's {ckpt.classes}")
+    device = device or torch.device("cpu")
+    images, labels = load_tiles(data.source, samples, ckpt.input_size)
+    logits = predict_logits(ckpt.build_model(device), images, device, batch_size)
+    probs = torch.softmax(logits.double() / ckpt.temperature, 1)
+    defect_index = [ckpt.classes.index(c) for c in ckpt.defect_classes]
+    score, truth = defect_scores(probs, labels, defect_index)
+    return detection_metrics(score, truth, ckpt.operating_threshold)

@@ -18,6 +18,7 @@ from sqlalchemy import or_, select, update
 from core.blobs import delete_blob, store_bytes, write_to_file
 from core.config import Settings
 from core.db import transaction
+from core.feedback import export_labels
 from core.statuses import JOB_FINAL, JobStatus
 from core.tables import Dataset, EpochMetric, NetworkModel, TrainingJob, utcnow
 
@@ -37,6 +38,7 @@ class Claim:
     dataset_ids: list[str]
     base_model_id: str | None
     last_checkpoint_blob_id: str | None
+    feedback: bool = False
 
 
 def claim(settings: Settings, job_id: str, owner: str) -> Claim | str:
@@ -84,6 +86,7 @@ def claim(settings: Settings, job_id: str, owner: str) -> Claim | str:
             list(row.dataset_ids or ([row.dataset_id] if row.dataset_id else [])),
             row.base_model_id,
             row.last_checkpoint_blob_id,
+            row.feedback,
         )
 
 
@@ -105,6 +108,14 @@ def fetch_blob(settings: Settings, blob_id: str, folder: Path, name: str) -> Pat
     with transaction(settings.db_url) as session:
         write_to_file(session, blob_id, path)
     return path
+
+
+def export_feedback(settings: Settings, folder: Path, seed: int) -> tuple[Path, dict[str, Any]]:
+    """Every stored tile label as a labelled set (split by photo) in `folder`; and its summary."""
+    path = folder / "feedback.zip"
+    with transaction(settings.db_url) as session:
+        summary = export_labels(session, path, seed, max_pixels=settings.max_image_pixels)
+    return path, summary
 
 
 def dataset_info(settings: Settings, dataset_id: str) -> tuple[str, list[str], int | None]:

@@ -6,9 +6,17 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from app.cli import bench_cmd, demo_cmd, evaluate_cmd, inspect_cmd, serve_cmd, train_cmd
+from app.cli import (
+    bench_cmd,
+    demo_cmd,
+    evaluate_cmd,
+    inspect_cmd,
+    labels_cmd,
+    serve_cmd,
+    train_cmd,
+)
 
-COMMANDS = (demo_cmd, serve_cmd, train_cmd, evaluate_cmd, inspect_cmd, bench_cmd)
+COMMANDS = (demo_cmd, serve_cmd, train_cmd, evaluate_cmd, inspect_cmd, labels_cmd, bench_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,8 +12,10 @@ from app.deps import SessionDep
 from app.routes.common import Limit, Offset, commit, get_or_404, paginate
 from app.schemas.api import EpochRead, JobCreate, JobRead, Page
 from core.errors import Conflict, ServiceUnavailable, Unprocessable
+from core.feedback import label_classes, labelled_inspections
 from core.statuses import JOB_FINAL, JobStatus
 from core.tables import Dataset, EpochMetric, NetworkModel, TrainingJob, utcnow
+from models.data.feedback import photo_splits
 from models.data.merge import reconcile_classes
 from models.training import TrainConfig
 
@@ -35,36 +37,26 @@ def job_read(session: Session, row: TrainingJob, with_epochs: bool = True) -> Jo
 def create_job(body: JobCreate, request: Request) -> JSONResponse:
     with request.app.state.sessions.begin() as session:
         datasets = [get_or_404(session, Dataset, i, "dataset") for i in body.sets()]
-        try:
-            classes, _, _ = reconcile_classes(
-                [(d.id, list(d.classes), list(d.defect_classes)) for d in datasets]
-            )
-        except ValueError as exc:
-            raise Unprocessable(str(exc), field="dataset_ids") from exc
+        classes, base = _classes_of(datasets), None
         if body.base_model_id:
             base = get_or_404(session, NetworkModel, body.base_model_id, "model")
-            if sorted(base.classes) != sorted(classes):
-                raise Unprocessable(
-                    f"model {base.id} knows classes {base.classes}, the data has {classes}",
-                    field="base_model_id",
-                )
-            if base.backbone != body.backbone:
-                raise Unprocessable(
-                    f"model {base.id} is a {base.backbone}, not a {body.backbone}", field="backbone"
-                )
+            _check_base(base, classes, body.backbone)
+        if body.feedback and base is not None:  # the schema asks feedback for a base model
+            _check_feedback(session, base, body.seed)
         fields = body.model_dump(
-            exclude={"dataset_id", "dataset_ids", "base_model_id", "auto_activate"}
+            exclude={"dataset_id", "dataset_ids", "base_model_id", "auto_activate", "feedback"}
         )
         try:
             config = TrainConfig(**fields)
         except ValueError as exc:
             raise Unprocessable(str(exc)) from exc
         job = TrainingJob(
-            dataset_id=datasets[0].id,
+            dataset_id=datasets[0].id if datasets else None,
             dataset_ids=[d.id for d in datasets],
             base_model_id=body.base_model_id,
             config=config.to_dict(),
             auto_activate=body.auto_activate,
+            feedback=body.feedback,
             status=JobStatus.QUEUED,
         )
         session.add(job)
@@ -85,6 +77,47 @@ def create_job(body: JobCreate, request: Request) -> JSONResponse:
         content = job_read(session, row).model_dump(mode="json")
     location = str(request.url_for("get_job", job_id=job_id))
     return JSONResponse(content, status_code=202, headers={"Location": location})
+
+
+def _classes_of(datasets: list[Dataset]) -> list[str] | None:
+    """The merged classes of the job's sets (None without sets); 422 when they cannot merge."""
+    if not datasets:
+        return None
+    try:
+        classes, _, _ = reconcile_classes(
+            [(d.id, list(d.classes), list(d.defect_classes)) for d in datasets]
+        )
+    except ValueError as exc:
+        raise Unprocessable(str(exc), field="dataset_ids") from exc
+    return classes
+
+
+def _check_base(base: NetworkModel, classes: list[str] | None, backbone: str) -> None:
+    """422 unless the base model has the data's classes and the job's backbone."""
+    if classes is not None and sorted(base.classes) != sorted(classes):
+        raise Unprocessable(
+            f"model {base.id} knows classes {base.classes}, the data has {classes}",
+            field="base_model_id",
+        )
+    if base.backbone != backbone:
+        raise Unprocessable(
+            f"model {base.id} is a {base.backbone}, not a {backbone}", field="backbone"
+        )
+
+
+def _check_feedback(session: Session, base: NetworkModel, seed: int) -> None:
+    """422 unless the stored labels use the base model's classes and cover enough photos."""
+    unknown = label_classes(session) - set(base.classes)
+    if unknown:
+        raise Unprocessable(
+            f"the stored labels use classes {sorted(unknown)} that model {base.id} lacks "
+            f"({base.classes})",
+            field="feedback",
+        )
+    try:
+        photo_splits(labelled_inspections(session), seed)
+    except ValueError as exc:
+        raise Unprocessable(str(exc), field="feedback") from exc
 
 
 @router.get("", dependencies=[ReadScope], response_model=Page[JobRead])

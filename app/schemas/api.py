@@ -136,12 +136,23 @@ class JobCreate(BaseModel):
         None, gt=0, le=1, description="operating threshold: lowest reaching this val precision"
     )
     auto_activate: bool = Field(
-        False, description="activate the result if its val F beats the active model's"
+        False,
+        description="activate the result if its val F beats the active model's (feedback "
+        "jobs: if its tile F1 on the held-back labelled tiles beats the base model's)",
+    )
+    feedback: bool = Field(
+        False,
+        description="fine-tune base_model_id on every stored tile label (split by photo), "
+        "with dataset_ids too if given",
     )
 
     @model_validator(mode="after")
     def one_way_to_name_the_sets(self) -> JobCreate:
-        if (self.dataset_id is None) == (self.dataset_ids is None):
+        if self.feedback and self.base_model_id is None:
+            raise ValueError("a feedback job fine-tunes a model: give base_model_id")
+        if self.dataset_id is not None and self.dataset_ids is not None:
+            raise ValueError("give either dataset_id or dataset_ids")
+        if not self.feedback and self.dataset_id is None and self.dataset_ids is None:
             raise ValueError("give either dataset_id or dataset_ids")
         ids = self.sets()
         if len(set(ids)) != len(ids):
@@ -170,6 +181,11 @@ class JobRead(BaseModel):
     status: JobStatus
     config: dict[str, Any]
     auto_activate: bool
+    feedback: bool
+    metrics: dict[str, Any] | None = Field(
+        None,
+        description="feedback jobs: base and new model on the held-back labelled tiles",
+    )
     progress: float
     epoch: int
     step: int

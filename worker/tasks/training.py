@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from core.blobs import delete_blob, store_bytes
 from core.catalog import activate, active_model, model_row, val_macro_f1
@@ -16,13 +18,14 @@ from core.config import Settings, get_settings
 from core.db import transaction
 from core.queue import TRAINING_RUN
 from core.statuses import JobStatus
-from core.tables import TrainingJob, utcnow
+from core.tables import NetworkModel, TrainingJob, utcnow
 from worker.celery_app import app
 from worker.jobstore import (
     Claim,
     Heartbeat,
     claim,
     dataset_info,
+    export_feedback,
     fetch_blob,
     finish,
     model_blob,
@@ -88,7 +91,7 @@ def _train(settings: Settings, job: Claim) -> str:
 
     config = TrainConfig.from_dict(job.config)
     with temp_dir() as tmp:
-        data, base, resume = _job_inputs(settings, job, config, Path(tmp))
+        data, base, resume, held_back = _job_inputs(settings, job, config, Path(tmp))
         with Heartbeat(settings, job) as beat:
 
             def progress(epoch: int, step: int, info: dict[str, Any]) -> None:
@@ -117,19 +120,70 @@ def _train(settings: Settings, job: Claim) -> str:
             finish(settings, job, JobStatus.CANCELLED, None)
             return JobStatus.CANCELLED
         checkpoint = to_bytes(result.checkpoint)
-    return _publish(settings, job, result.checkpoint, checkpoint)
+        metrics = None
+        if held_back is not None and base is not None:
+            metrics = {"feedback": held_back.compare(base, result.checkpoint)}
+    return _publish(settings, job, result.checkpoint, checkpoint, metrics)
+
+
+@dataclass
+class HeldBack:
+    """A feedback job's held-back labelled tiles: the test split of the labels' set."""
+
+    data: LabelledSet
+    summary: dict[str, Any]
+
+    def compare(self, base: Checkpoint, new: Checkpoint) -> dict[str, Any]:
+        """Tile detection of the base and the new model on the held-back tiles."""
+        from models.evaluation import detection_on
+
+        samples = self.data.splits["test"]
+        return {
+            "held_back_tiles": len(samples),
+            "labels": self.summary,
+            "base": detection_on(base, self.data, samples),
+            "new": detection_on(new, self.data, samples),
+        }
 
 
 def _job_inputs(
     settings: Settings, job: Claim, config: TrainConfig, folder: Path
-) -> tuple[LabelledSet, Checkpoint | None, Checkpoint | None]:
-    """The job's sets merged (in the base model's class order), its base model, and the
-    checkpoint to resume from, fetched from the blob store into `folder`."""
+) -> tuple[LabelledSet, Checkpoint | None, Checkpoint | None, HeldBack | None]:
+    """The job's sets merged (in the base model's class order), its base model, the
+    checkpoint to resume from, and a feedback job's held-back labels, fetched into `folder`."""
     from models.checkpoint import load_checkpoint
-    from models.data import DEFAULT_MASK_TILE, load_labelled_set, merge_sets
+    from models.data import merge_sets
 
-    if not job.dataset_ids:
+    base = None
+    if job.base_model_id:
+        base = load_checkpoint(
+            fetch_blob(settings, model_blob(settings, job.base_model_id), folder, "base.ckpt")
+        )
+    sets = _stored_sets(settings, job, config, folder)
+    held_back = None
+    if job.feedback and base is not None:
+        held_back = _feedback_set(settings, base, config, folder)
+        sets.append(held_back.data)
+    if not sets:
         raise LookupError("the job's datasets no longer exist")
+    data = merge_sets(sets)
+    if base is not None:
+        data = data.in_class_order(base.classes)
+    resume = None
+    if job.last_checkpoint_blob_id:
+        resume = load_checkpoint(
+            fetch_blob(settings, job.last_checkpoint_blob_id, folder, "last.ckpt")
+        )
+        epoch = (resume.training_state or {}).get("epoch")
+        log.info("job %s resumes after epoch %s", job.job_id, epoch)
+    return data, base, resume, held_back
+
+
+def _stored_sets(
+    settings: Settings, job: Claim, config: TrainConfig, folder: Path
+) -> list[LabelledSet]:
+    from models.data import DEFAULT_MASK_TILE, load_labelled_set
+
     sets = []
     for index, dataset_id in enumerate(job.dataset_ids):
         blob_id, defects, tile_px = dataset_info(settings, dataset_id)
@@ -141,25 +195,32 @@ def _job_inputs(
                 mask_tile=tile_px or DEFAULT_MASK_TILE,
             )
         )
-    data = merge_sets(sets)
-    base = None
-    if job.base_model_id:
-        base = load_checkpoint(
-            fetch_blob(settings, model_blob(settings, job.base_model_id), folder, "base.ckpt")
-        )
-        data = data.in_class_order(base.classes)
-    resume = None
-    if job.last_checkpoint_blob_id:
-        resume = load_checkpoint(
-            fetch_blob(settings, job.last_checkpoint_blob_id, folder, "last.ckpt")
-        )
-        epoch = (resume.training_state or {}).get("epoch")
-        log.info("job %s resumes after epoch %s", job.job_id, epoch)
-    return data, base, resume
+    return sets
 
 
-def _publish(settings: Settings, job: Claim, ckpt: Checkpoint, data: bytes) -> str:
-    """Store the final model as a new version; activate it if asked and better than the active one."""
+def _feedback_set(
+    settings: Settings, base: Checkpoint, config: TrainConfig, folder: Path
+) -> HeldBack:
+    """The stored labels as a set in the base model's classes (cut from the photos now:
+    a resumed job reads the labels again)."""
+    from models.data import load_labelled_set
+
+    path, summary = export_feedback(settings, folder, config.seed)
+    data = load_labelled_set(
+        path, defect_classes=list(base.defect_classes), seed=config.seed, partial=True
+    )
+    return HeldBack(data.in_class_order(list(base.classes)), summary)
+
+
+def _publish(
+    settings: Settings,
+    job: Claim,
+    ckpt: Checkpoint,
+    data: bytes,
+    metrics: dict[str, Any] | None = None,
+) -> str:
+    """Store the final model as a new version; activate it if asked and better: than the
+    active one on validation, or (feedback jobs) than the base on the held-back labels."""
     with transaction(settings.db_url) as session:
         row = session.get(TrainingJob, job.job_id)
         if row is None or row.lease_owner != job.owner:
@@ -174,8 +235,9 @@ def _publish(settings: Settings, job: Claim, ckpt: Checkpoint, data: bytes) -> s
         )
         session.add(model)
         session.flush()
-        if row.auto_activate and val_macro_f1(model) > val_macro_f1(active_model(session)):
+        if row.auto_activate and _better(session, model, metrics):
             activate(session, model.id)
+        row.metrics = metrics
         row.result_model_id = model.id
         row.status, row.progress, row.error = JobStatus.SUCCEEDED, 100.0, None
         row.finished_at, row.lease_owner = utcnow(), None
@@ -183,3 +245,12 @@ def _publish(settings: Settings, job: Claim, ckpt: Checkpoint, data: bytes) -> s
         session.flush()
         delete_blob(session, resumable)  # published: nothing left to resume
     return JobStatus.SUCCEEDED
+
+
+def _better(session: Session, model: NetworkModel, metrics: dict[str, Any] | None) -> bool:
+    """Feedback jobs: higher held-back F1 than the base (fewer false alarms on a tie);
+    others: higher validation macro F than the active model."""
+    if metrics is None:
+        return val_macro_f1(model) > val_macro_f1(active_model(session))
+    base, new = metrics["feedback"]["base"], metrics["feedback"]["new"]
+    return bool((new["f1"], -new["false_alarm_rate"]) > (base["f1"], -base["false_alarm_rate"]))

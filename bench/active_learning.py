@@ -8,8 +8,9 @@ fine-tunes as a feedback job does: every label so far, cut from the photos, spli
 are mapped and scored per tile.
 
 - Picks: `uncertainty` takes the tiles whose defect probability is closest to the model's
-  operating threshold, `random` a seeded random order; both skip labelled tiles and never
-  take two overlapping tiles of one photo (models.inference.review).
+  operating threshold, `random` a seeded random order, `mixed` the two interleaved; all
+  skip labelled tiles and never take two overlapping tiles of one photo
+  (models.inference.review ranks them, over the whole pool here).
 - The oracle: a tile is crack when it holds at least 64 crack pixels (its side), else no crack.
 - Scores: tiles of 64 px at stride 32, labelled by the masks rule (crack >= 64 crack pixels,
   no crack = none, left out in between), at the model's own operating threshold.
@@ -39,7 +40,7 @@ from models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from models.data import load_labelled_set
 from models.data.feedback import LabelledPhoto, photo_splits, write_feedback_set
 from models.inference import InferenceConfig, Predictor, TileTable, make_grid
-from models.inference.review import pick_for_review
+from models.inference.review import STRATEGIES, review_order
 from models.inference.tiling import TileGrid
 from models.threshold import detection_metrics
 from models.training import TrainConfig, fit
@@ -144,22 +145,32 @@ def score(tables: list[TileTable], photos: list[Photo]) -> dict[str, float]:
 def pick(
     strategy: str,
     tables: list[TileTable],
-    pool: list[Photo],
     labelled: dict[str, set[tuple[int, int]]],
+    names: list[str],
     k: int,
     seed: int,
 ) -> list[tuple[int, int, int]]:
-    """K (photo index, row, col) over the whole pool: each photo's picks, merged by rank."""
-    ranked = []
-    rng = np.random.default_rng(seed)
-    for n, (table, photo) in enumerate(zip(tables, pool, strict=True)):
-        seen = labelled.get(photo.name, set())
-        for index in pick_for_review(table, k, strategy, None, seen, int(rng.integers(2**31))):
-            row, col, _, _ = table.grid.position(index)
-            key = abs(float(table.defect_probs[index]) - table.threshold)
-            ranked.append((key if strategy == "uncertainty" else rng.random(), n, row, col))
-    ranked.sort()
-    return [(n, row, col) for _, n, row, col in ranked[:k]]
+    """K (photo index, row, col) over the whole pool, as the review route ranks one map's
+    tiles (models.inference.review.review_order), skipping labelled and overlapping tiles."""
+    offsets = np.cumsum([0] + [len(t) for t in tables])
+    probs = np.concatenate([t.defect_probs for t in tables])
+    taken: dict[int, list[tuple[int, int]]] = {}
+    picked: list[tuple[int, int, int]] = []
+    for flat in review_order(probs, strategy, tables[0].threshold, seed):
+        n = int(np.searchsorted(offsets, flat, side="right") - 1)
+        grid = tables[n].grid
+        row, col, y, x = grid.position(int(flat - offsets[n]))
+        if (row, col) in labelled.get(names[n], set()):
+            continue
+        if any(
+            abs(y - y0) < grid.tile_h and abs(x - x0) < grid.tile_w for y0, x0 in taken.get(n, [])
+        ):
+            continue
+        taken.setdefault(n, []).append((y, x))
+        picked.append((n, row, col))
+        if len(picked) == k:
+            break
+    return picked
 
 
 def fine_tune(
@@ -263,8 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--strategies",
         nargs="+",
-        default=["uncertainty", "random"],
-        choices=["uncertainty", "random"],
+        default=list(STRATEGIES),
+        choices=STRATEGIES,
     )
     parser.add_argument("--loss", default="isda")
     parser.add_argument("--start-tiles", type=int, default=3000, help="ccic-dev training tiles")

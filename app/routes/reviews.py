@@ -33,7 +33,7 @@ def review(
     request: Request,
     session: SessionDep,
     limit: ReviewLimit = 20,
-    strategy: Annotated[str, Query(pattern="^(uncertainty|random)$")] = "uncertainty",
+    strategy: Annotated[str, Query(pattern="^(uncertainty|random|mixed)$")] = "uncertainty",
     seed: Annotated[int | None, Query(ge=0, le=2**32 - 1)] = None,
 ) -> ReviewRead:
     """Up to `limit` unlabelled, non-overlapping tiles to label, the most useful first."""

@@ -1,7 +1,9 @@
 """Which tiles of a map an inspector should label next, and the tile as the model saw it.
 
 `uncertainty` ranks tiles by the margin m_i = |p_defect(i) − t| to the operating threshold
-t, smallest first; `random` ranks them in a seeded random order. Either way tiles are then
+t, smallest first; `random` ranks them in a seeded random order; `mixed` interleaves the
+two (uncertain, random, uncertain, ...), so half the labels are a fair sample of the photo
+to set the threshold on, and half sit where the model hesitates. Either way tiles are then
 taken greedily down the ranking, skipping any that overlaps a tile already taken, so the
 picks are spread over the photo and no two show the same pixels.
 """
@@ -18,18 +20,24 @@ from PIL import Image
 from models.inference.tile_table import TileTable
 from models.inference.tiling import crop
 
-STRATEGIES = ("uncertainty", "random")
+STRATEGIES = ("uncertainty", "random", "mixed")
 
 
 def review_order(
-    table: TileTable, strategy: str, threshold: float, seed: int | None = None
+    defect_probs: np.ndarray, strategy: str, threshold: float, seed: int | None = None
 ) -> np.ndarray:
-    """(N,) tile indices, the most useful to label first (see the module docstring)."""
+    """(N,) indices into the (N,) defect probabilities, the most useful to label first."""
     if strategy == "uncertainty":
-        margin = np.abs(table.defect_probs.astype(np.float64) - threshold)
+        margin = np.abs(defect_probs.astype(np.float64) - threshold)
         return np.argsort(margin, kind="stable")
     if strategy == "random":
-        return np.random.default_rng(seed).permutation(len(table))
+        return np.random.default_rng(seed).permutation(len(defect_probs))
+    if strategy == "mixed":
+        uncertain = review_order(defect_probs, "uncertainty", threshold)
+        shuffled = review_order(defect_probs, "random", threshold, seed)
+        both = np.stack([uncertain, shuffled], axis=1).reshape(-1)  # u0, r0, u1, r1, ...
+        _, first = np.unique(both, return_index=True)
+        return both[np.sort(first)]  # each tile at its first place
     raise ValueError(f"unknown review strategy {strategy!r}: use one of {STRATEGIES}")
 
 
@@ -55,7 +63,8 @@ def pick_for_review(
     taken = set(labelled)
     ys, xs = np.empty(limit, dtype=np.int64), np.empty(limit, dtype=np.int64)
     picked: list[int] = []
-    order = review_order(table, strategy, table.threshold if threshold is None else threshold, seed)
+    threshold = table.threshold if threshold is None else threshold
+    order = review_order(table.defect_probs, strategy, threshold, seed)
     for index in order:
         if len(picked) == limit:
             break

@@ -41,7 +41,14 @@ def test_labelled_tiles_are_skipped_and_random_is_seeded():
         == pick_for_review(table, 8, "random", seed=3)
         != pick_for_review(table, 8, "random", seed=4)
     )
-    assert sorted(review_order(table, "random", 0.5, seed=1)) == list(range(len(table)))
+    probs = table.defect_probs
+    assert sorted(review_order(probs, "random", 0.5, seed=1)) == list(range(len(table)))
+    mixed = review_order(probs, "mixed", 0.5, seed=1)
+    assert sorted(mixed) == list(range(len(table)))  # every tile once
+    halves = set(review_order(probs, "uncertainty", 0.5)[:5]) | set(
+        review_order(probs, "random", 0.5, seed=1)[:5]
+    )
+    assert set(mixed[: len(halves)]) == halves  # five of each lead, interleaved
     with pytest.raises(ValueError, match="strategy"):
         pick_for_review(table, 3, "entropy")
 

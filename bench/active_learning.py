@@ -224,9 +224,8 @@ def run_loop(
     rows = [{"strategy": strategy, "seed": seed, "labels": 0, **start_score}]
     for round_ in range(1, args.rounds + 1):
         started = time.perf_counter()
-        for n, row, col in pick(
-            strategy, map_photos(model, pool), pool, labelled, args.k, seed * 100 + round_
-        ):
+        tables, names = map_photos(model, pool), [p.name for p in pool]
+        for n, row, col in pick(strategy, tables, labelled, names, args.k, seed * 100 + round_):
             labelled.setdefault(pool[n].name, set()).add((row, col))
         model = fine_tune(model, pool, labelled, args, seed)
         found = score(map_photos(model, test), test)
@@ -261,6 +260,24 @@ def summarise(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[dict
                 }
             )
     return table
+
+
+def targets_of(table: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
+    """Each strategy's F1 gain over the start model after the last round, and its margin
+    over random; the issue's targets are on uncertainty (gain >= 0.25, margin >= 0.03)."""
+    last = args.rounds * args.k
+    at = {r["strategy"]: r["f1_mean"] for r in table if r["labels"] == last}
+    begin = next(r["f1_mean"] for r in table if r["labels"] == 0)
+    targets: dict[str, Any] = {"labels": last, "start_f1": begin}
+    for strategy, f1 in at.items():
+        targets[f"{strategy}_gain"] = f1 - begin
+        if strategy != "random" and "random" in at:
+            targets[f"{strategy}_minus_random"] = f1 - at["random"]
+    if "uncertainty" in at:
+        targets["gain_met"] = targets["uncertainty_gain"] >= TARGET_GAIN
+    if "uncertainty_minus_random" in targets:
+        targets["margin_met"] = targets["uncertainty_minus_random"] >= TARGET_MARGIN
+    return targets
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -313,16 +330,7 @@ def main(argv: list[str] | None = None) -> int:
             for r in table
         ],
     )
-    last = args.rounds * args.k
-    at = {r["strategy"]: r for r in table if r["labels"] == last}
-    begin = next(r for r in table if r["labels"] == 0)["f1_mean"]
-    targets = {}
-    if "uncertainty" in at:
-        targets["gain_over_start"] = at["uncertainty"]["f1_mean"] - begin
-        targets["gain_met"] = targets["gain_over_start"] >= TARGET_GAIN
-    if {"uncertainty", "random"} <= set(at):
-        targets["uncertainty_minus_random"] = at["uncertainty"]["f1_mean"] - at["random"]["f1_mean"]
-        targets["margin_met"] = targets["uncertainty_minus_random"] >= TARGET_MARGIN
+    targets = targets_of(table, args)
     print(json.dumps(targets))
     path = write_results(
         "active_learning",

@@ -33,7 +33,14 @@ def review(
     request: Request,
     session: SessionDep,
     limit: ReviewLimit = 20,
-    strategy: Annotated[str, Query(pattern="^(uncertainty|random|mixed)$")] = "uncertainty",
+    strategy: Annotated[
+        str,
+        Query(
+            pattern="^(uncertainty|random|mixed)$",
+            description="random by default: it scored best in bench.active_learning "
+            "(docs/RESULTS.md §8)",
+        ),
+    ] = "random",
     seed: Annotated[int | None, Query(ge=0, le=2**32 - 1)] = None,
 ) -> ReviewRead:
     """Up to `limit` unlabelled, non-overlapping tiles to label, the most useful first."""

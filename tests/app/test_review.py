@@ -35,7 +35,9 @@ def test_review_crops_and_labels_round_trip(api, tmp_path):
         api.headers("read"),
         api.headers("inspect"),
     )
-    review = api.client.get(f"{base}/review", params={"limit": 50}, headers=read).json()
+    review = api.client.get(
+        f"{base}/review", params={"limit": 50, "strategy": "uncertainty"}, headers=read
+    ).json()
     items = review["items"]
     assert review["labelled"] == 0 and review["classes"] == ["crack", "no_crack"] and items
     assert all(

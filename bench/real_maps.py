@@ -34,6 +34,7 @@ import torch
 from bench.common import RESULTS_DIR, print_table, write_results
 from models.checkpoint import Checkpoint
 from models.data import LabelledSet, Sample, load_labelled_set, merge_sets
+from models.evaluation import detection_on
 from models.training import TrainConfig, fit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -242,14 +243,6 @@ def run_recipes(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
-def score_on(ckpt: Checkpoint, data: LabelledSet, samples: list[Sample]) -> dict[str, Any]:
-    """Detection metrics of a checkpoint trained on `data` over some of its samples, at the
-    checkpoint's operating threshold."""
-    from models.evaluation import detection_on
-
-    return detection_on(ckpt, data, samples)
-
-
 def transfer_row(label: str, found: dict[str, Any], seconds: float) -> dict[str, Any]:
     """A table row from detection metrics; the transfer report has no ECE and no target."""
     return {
@@ -294,7 +287,7 @@ def run_transfer(args: argparse.Namespace) -> list[dict[str, Any]]:
         for source in CRACKMIX_SOURCES:
             own = [s for s in test if source_of(s.name) == source]
             if own:
-                found = score_on(reference, reference_data, own)
+                found = detection_on(reference, reference_data, own)
                 record(transfer_row(f"{source}: seen in training", found, seconds))
     for source in CRACKMIX_SOURCES:
         if f"{source}: left out" in done:

@@ -6,6 +6,7 @@ import io
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
+from PIL import Image
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -19,7 +20,7 @@ from app.services.inspections import read_tile_table
 from core.blobs import read_bytes
 from core.errors import Conflict, Unprocessable
 from core.tables import Inspection, TileLabel, utcnow
-from models.inference import TileTable, open_image
+from models.inference import TileGrid, TileTable, open_image
 from models.inference.review import pick_for_review, tile_crop
 
 router = APIRouter(prefix="/v1/inspections", tags=["review"])
@@ -85,22 +86,22 @@ def get_tile_crop(
 ) -> Response:
     """Tile (row, col) as the model saw it: cut from the stored photo, resized to its input."""
     inspection = finished_inspection(session, inspection_id)
-    table = _table(session, inspection)
-    if not (0 <= row < table.grid.rows and 0 <= col < table.grid.cols):
-        raise Unprocessable(
-            f"tile ({row}, {col}) lies outside this map's {table.grid.rows} x {table.grid.cols} grid",
-            field="row" if not 0 <= row < table.grid.rows else "col",
-        )
     settings = request.app.state.settings
-    photo = request.app.state.photos.get(
-        inspection.image_blob_id,
-        lambda: open_image(
-            read_bytes(session, inspection.image_blob_id), settings.max_image_pixels
-        ),
-    )
+
+    def decode() -> tuple[Image.Image, TileGrid]:
+        grid = _table(session, inspection).grid
+        data = read_bytes(session, inspection.image_blob_id)
+        return open_image(data, settings.max_image_pixels), grid
+
+    photo, grid = request.app.state.photos.get(inspection_id, decode)
+    if not (0 <= row < grid.rows and 0 <= col < grid.cols):
+        raise Unprocessable(
+            f"tile ({row}, {col}) lies outside this map's {grid.rows} x {grid.cols} grid",
+            field="row" if not 0 <= row < grid.rows else "col",
+        )
     size = int((inspection.crackmap or {})["tiling"]["input_size"])
     buffer = io.BytesIO()
-    tile_crop(photo, table, row, col, size).save(buffer, format="PNG")
+    tile_crop(photo, grid, row, col, size).save(buffer, format="PNG")
     return Response(buffer.getvalue(), media_type="image/png")
 
 

@@ -1,7 +1,8 @@
-"""Decoded inspection photos for tile crops, kept in a small LRU bounded in pixels.
+"""Decoded inspection photos and their tile grids for tile crops, in a small LRU bounded in pixels.
 
-A reviewer asks for the crops of one map in a row; decoding a 42 MP JPEG once per crop
-would take a second each, so the last photos decoded are kept, up to `max_pixels` in all.
+A reviewer asks for the crops of one map in a row; decoding a 42 MP JPEG (and reading the
+map's tile table for its grid) once per crop would take a second each, so the last photos
+decoded are kept with their grids, up to `max_pixels` in all.
 """
 
 from __future__ import annotations
@@ -12,15 +13,19 @@ from collections.abc import Callable
 
 from PIL import Image
 
+from models.inference import TileGrid
+
+MapPhoto = tuple[Image.Image, TileGrid]
+
 
 class PhotoCache:
     def __init__(self, max_pixels: int) -> None:
         self.max_pixels = max_pixels
-        self._photos: OrderedDict[str, Image.Image] = OrderedDict()
+        self._photos: OrderedDict[str, MapPhoto] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: str, decode: Callable[[], Image.Image]) -> Image.Image:
-        """The photo for `key`, decoded by `decode()` when it is not held (blocking)."""
+    def get(self, key: str, decode: Callable[[], MapPhoto]) -> MapPhoto:
+        """The photo and grid for `key`, read by `decode()` when not held (blocking)."""
         with self._lock:
             if key in self._photos:
                 self._photos.move_to_end(key)
@@ -34,4 +39,4 @@ class PhotoCache:
         return photo
 
     def _pixels(self) -> int:
-        return sum(p.width * p.height for p in self._photos.values())
+        return sum(p.width * p.height for p, _ in self._photos.values())

@@ -13,12 +13,10 @@ from __future__ import annotations
 from collections.abc import Collection
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from models.inference.tile_table import TileTable
-from models.inference.tiling import crop
+from models.inference.tiling import TileGrid, crop, resize_tiles
 
 STRATEGIES = ("uncertainty", "random", "mixed")
 
@@ -79,23 +77,10 @@ def pick_for_review(
     return picked
 
 
-def tile_crop(image: Image.Image, table: TileTable, row: int, col: int, size: int) -> Image.Image:
-    """Tile (row, col) of the photo resized to the model's input, as inference feeds it.
-
-    Same crop and bilinear (antialiased when shrinking) resize as `tiling.tile_batches`.
-    """
-    grid = table.grid
+def tile_crop(image: Image.Image, grid: TileGrid, row: int, col: int, size: int) -> Image.Image:
+    """Tile (row, col) of the photo resized to the model's input, as inference feeds it
+    (the crop and resize of `tiling.tile_batches`)."""
     if not (0 <= row < grid.rows and 0 <= col < grid.cols):
         raise ValueError(f"tile ({row}, {col}) lies outside the {grid.rows} x {grid.cols} grid")
-    th, tw = grid.tile_h, grid.tile_w
-    tile = crop(image, grid.ys[row], grid.xs[col], th, tw)[None]
-    if (th, tw) != (size, size):
-        resized = F.interpolate(
-            tile.float(),
-            size=(size, size),
-            mode="bilinear",
-            antialias=th > size or tw > size,
-            align_corners=False,
-        )
-        tile = resized.round_().clamp_(0, 255).to(torch.uint8)
-    return Image.fromarray(tile[0].permute(1, 2, 0).numpy())
+    tile = crop(image, grid.ys[row], grid.xs[col], grid.tile_h, grid.tile_w)[None]
+    return Image.fromarray(resize_tiles(tile, size)[0].permute(1, 2, 0).numpy())

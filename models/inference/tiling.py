@@ -90,6 +90,21 @@ def crop(image: torch.Tensor | Image.Image, y: int, x: int, h: int, w: int) -> t
     ).permute(2, 0, 1)
 
 
+def resize_tiles(batch: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, 3, h, w) uint8 tiles -> (B, 3, size, size) uint8: bilinear, antialiased when shrinking."""
+    th, tw = batch.shape[-2:]
+    if (th, tw) == (size, size):
+        return batch
+    resized = F.interpolate(
+        batch.float(),
+        size=(size, size),
+        mode="bilinear",
+        antialias=th > size or tw > size,
+        align_corners=False,
+    )
+    return resized.round_().clamp_(0, 255).to(torch.uint8)
+
+
 def tile_batches(
     image: torch.Tensor | Image.Image, grid: TileGrid, batch_size: int, input_size: int
 ) -> Iterator[tuple[int, torch.Tensor]]:
@@ -104,14 +119,4 @@ def tile_batches(
         for index in range(first, min(first + batch_size, len(grid))):
             _, _, y, x = grid.position(index)
             crops.append(crop(image, y, x, th, tw))
-        batch = torch.stack(crops)
-        if (th, tw) != (input_size, input_size):
-            resized = F.interpolate(
-                batch.float(),
-                size=(input_size, input_size),
-                mode="bilinear",
-                antialias=th > input_size or tw > input_size,
-                align_corners=False,
-            )
-            batch = resized.round_().clamp_(0, 255).to(torch.uint8)
-        yield first, batch
+        yield first, resize_tiles(torch.stack(crops), input_size)

@@ -63,7 +63,7 @@ def test_a_crop_is_the_tile_inference_fed_the_network(tile, size):
     fed = batches[0][1]
     for index in (0, len(table) // 2, len(table) - 1):
         row, col, _, _ = table.grid.position(index)
-        crop = np.asarray(tile_crop(photo, table, row, col, size))
+        crop = np.asarray(tile_crop(photo, table.grid, row, col, size))
         assert np.array_equal(crop, fed[index].permute(1, 2, 0).numpy())
     with pytest.raises(ValueError, match="outside"):
-        tile_crop(photo, table, table.grid.rows, 0, size)
+        tile_crop(photo, table.grid, table.grid.rows, 0, size)

@@ -95,9 +95,10 @@ def _train(settings: Settings, job: Claim) -> str:
         with Heartbeat(settings, job) as beat:
 
             def progress(epoch: int, step: int, info: dict[str, Any]) -> None:
+                done = epoch + 1 if info.get("phase") == "epoch_end" else epoch
                 beat.progress = {
                     "progress": round(float(info["percent"]), 2),
-                    "epoch": epoch,
+                    "epoch": done,  # epochs completed, as save_epoch stores it
                     "step": step,
                 }
 

@@ -1,12 +1,14 @@
-"""Helpers shared by the routes: pagination and lookups."""
+"""Helpers shared by the routes: pagination, lookups and entity tags for cheap polling."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Query
+from fastapi import Query, Request, Response
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
 from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -71,3 +73,34 @@ def blob_response(
             session.close()
 
     return StreamingResponse(stream(), media_type=media_type, headers=headers)
+
+
+def etag_of(*parts: Any) -> str:
+    """A weak entity tag naming these parts' values (what the answer is made from)."""
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=12).hexdigest()
+    return f'W/"{digest}"'
+
+
+def not_modified(request: Request, etag: str) -> Response | None:
+    """A 304 when the client's If-None-Match already names `etag`; None otherwise."""
+    sent = request.headers.get("if-none-match")
+    if sent is None:
+        return None
+    tags = {t.strip().removeprefix("W/") for t in sent.split(",")}
+    if "*" in tags or etag.removeprefix("W/") in tags:
+        return Response(status_code=304, headers={"ETag": etag})
+    return None
+
+
+def tagged_json(request: Request, body: BaseModel) -> Response:
+    """`body` as JSON with an ETag of its bytes; a 304 when the client already has them."""
+    content = body.model_dump_json().encode()
+    etag = f'W/"{hashlib.blake2b(content, digest_size=12).hexdigest()}"'
+    return not_modified(request, etag) or Response(
+        content, media_type="application/json", headers={"ETag": etag}
+    )
+
+
+NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
+    304: {"description": "not modified: If-None-Match names the current ETag"}
+}

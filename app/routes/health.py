@@ -16,9 +16,10 @@ READY_DB_TIMEOUT_S = 3.0
 
 
 @router.get("/healthz")
-def healthz() -> dict[str, str]:
-    """The process is alive."""
-    return {"status": "ok"}
+def healthz(request: Request) -> dict[str, str]:
+    """The process is alive; `auth` says whether requests need an X-API-Key ("api-key")."""
+    disabled = request.app.state.settings.auth_disabled
+    return {"status": "ok", "auth": "none" if disabled else "api-key"}
 
 
 @router.get("/readyz")

@@ -17,7 +17,18 @@ from sqlalchemy.orm import Session
 
 from app.auth import InspectScope, ReadScope
 from app.deps import RegistryDep, RunnerDep, SessionDep, SettingsDep
-from app.routes.common import Limit, Offset, blob_response, commit, get_or_404, paginate
+from app.routes.common import (
+    NOT_MODIFIED,
+    Limit,
+    Offset,
+    blob_response,
+    commit,
+    etag_of,
+    get_or_404,
+    not_modified,
+    paginate,
+    tagged_json,
+)
 from app.schemas.api import InspectionRead, Page, iso_datetime_text
 from app.schemas.crackmap import TileRead, tile_read, tiles_read
 from app.services.inspections import TILES_MEDIA, read_tile_table
@@ -41,11 +52,14 @@ def inspection_read(
     """The inspection; with its crack map when a session is given to read the tiles from."""
     body = InspectionRead.model_validate(row)
     body.crackmap = None
+    body.summary = (row.crackmap or {}).get("summary")
     if session is not None and row.crackmap is not None:
         body.crackmap = crackmap_with_tiles(session, row, request.app.state.settings.inline_tiles)
     if row.status == InspectionStatus.SUCCEEDED:
         body.overlay_url = str(request.url_for("get_overlay", inspection_id=row.id))
         body.tiles_url = str(request.url_for("list_tiles", inspection_id=row.id))
+        body.photo_url = str(request.url_for("get_photo", inspection_id=row.id))
+        body.geojson_url = str(request.url_for("get_geojson", inspection_id=row.id))
         if row.tiles_blob_id is not None:
             body.tiles_npz_url = str(request.url_for("get_tiles_npz", inspection_id=row.id))
     return body
@@ -161,7 +175,9 @@ def store_inspection(request: Request, path: Path, media_type: str, row: Inspect
         return str(row.id)
 
 
-@router.get("", dependencies=[ReadScope], response_model=Page[InspectionRead])
+@router.get(
+    "", dependencies=[ReadScope], response_model=Page[InspectionRead], responses=NOT_MODIFIED
+)
 def list_inspections(
     request: Request,
     session: SessionDep,
@@ -180,12 +196,29 @@ def list_inspections(
         query = query.where(Inspection.created_at < created_before)
     rows, total = paginate(session, query, limit, offset)
     items = [inspection_read(r, request) for r in rows]
-    return Page[InspectionRead](items=items, total=total, limit=limit, offset=offset)
+    page = Page[InspectionRead](items=items, total=total, limit=limit, offset=offset)
+    return tagged_json(request, page)  # type: ignore[return-value]
 
 
-@router.get("/{inspection_id}", dependencies=[ReadScope], response_model=InspectionRead)
-def get_inspection(inspection_id: str, request: Request, session: SessionDep) -> InspectionRead:
+@router.get(
+    "/{inspection_id}",
+    dependencies=[ReadScope],
+    response_model=InspectionRead,
+    responses=NOT_MODIFIED,
+)
+def get_inspection(
+    inspection_id: str, request: Request, response: Response, session: SessionDep
+) -> InspectionRead | Response:
+    """The inspection with its crack map. Its ETag changes only when the inspection does, so
+    a poller sending If-None-Match gets a bodiless 304 and the tiles are not even read."""
     row = get_or_404(session, Inspection, inspection_id, "inspection")
+    etag = etag_of(
+        row.id, row.status, row.finished_at, row.error, row.tiles_blob_id,
+        request.app.state.settings.inline_tiles,
+    )  # fmt: skip
+    if (unchanged := not_modified(request, etag)) is not None:
+        return unchanged
+    response.headers["ETag"] = etag
     return inspection_read(row, request, session)
 
 

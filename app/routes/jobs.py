@@ -9,7 +9,15 @@ from sqlalchemy.orm import Session
 
 from app.auth import ReadScope, TrainScope
 from app.deps import SessionDep
-from app.routes.common import Limit, Offset, commit, get_or_404, paginate
+from app.routes.common import (
+    NOT_MODIFIED,
+    Limit,
+    Offset,
+    commit,
+    get_or_404,
+    paginate,
+    tagged_json,
+)
 from app.schemas.api import EpochRead, JobCreate, JobRead, Page
 from core.errors import Conflict, ServiceUnavailable, Unprocessable
 from core.feedback import label_classes, labelled_inspections
@@ -62,7 +70,12 @@ def create_job(body: JobCreate, request: Request) -> JSONResponse:
         session.add(job)
         session.flush()
         job_id = job.id
-    # After the commit, since the worker reads the row.
+    return _enqueue(request, job_id)
+
+
+def _enqueue(request: Request, job_id: str) -> JSONResponse:
+    """Queue a stored job (after its commit: the worker reads the row); 202 with the job.
+    When the broker cannot take it, the row is deleted again and the answer is a 503."""
     if not request.app.state.jobs.enqueue(job_id):
         with request.app.state.sessions.begin() as session:
             session.execute(delete(TrainingJob).where(TrainingJob.id == job_id))
@@ -120,8 +133,43 @@ def _check_feedback(session: Session, base: NetworkModel, seed: int) -> None:
         raise Unprocessable(str(exc), field="feedback") from exc
 
 
-@router.get("", dependencies=[ReadScope], response_model=Page[JobRead])
+@router.post("/{job_id}/retry", status_code=202, dependencies=[TrainScope], response_model=JobRead)
+def retry_job(job_id: str, request: Request) -> JSONResponse:
+    """Run a failed or cancelled job again: a new job with the same sets, base model and
+    config (the old one keeps its record); 409 while it runs or once it succeeded."""
+    with request.app.state.sessions.begin() as session:
+        old = get_or_404(session, TrainingJob, job_id, "job")
+        if old.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+            raise Conflict(
+                f"job {job_id} is {old.status}: only a failed or cancelled job is retried"
+            )
+        for dataset_id in old.dataset_ids or []:
+            if session.get(Dataset, dataset_id) is None:
+                raise Conflict(f"job {job_id} trained on dataset {dataset_id}, now deleted")
+        if old.base_model_id is not None:
+            base = session.get(NetworkModel, old.base_model_id)
+            if base is None:
+                raise Conflict(f"job {job_id} started from model {old.base_model_id}, now deleted")
+            if old.feedback:
+                _check_feedback(session, base, int(old.config.get("seed", 0)))
+        job = TrainingJob(
+            dataset_id=old.dataset_id,
+            dataset_ids=list(old.dataset_ids or []),
+            base_model_id=old.base_model_id,
+            config=dict(old.config),
+            auto_activate=old.auto_activate,
+            feedback=old.feedback,
+            status=JobStatus.QUEUED,
+        )
+        session.add(job)
+        session.flush()
+        new_id = job.id
+    return _enqueue(request, new_id)
+
+
+@router.get("", dependencies=[ReadScope], response_model=Page[JobRead], responses=NOT_MODIFIED)
 def list_jobs(
+    request: Request,
     session: SessionDep,
     status: JobStatus | None = None,
     limit: Limit = 50,
@@ -131,14 +179,17 @@ def list_jobs(
     if status:
         query = query.where(TrainingJob.status == status)
     rows, total = paginate(session, query, limit, offset)
-    return Page[JobRead](
+    page = Page[JobRead](
         items=[job_read(session, r, False) for r in rows], total=total, limit=limit, offset=offset
     )
+    return tagged_json(request, page)  # type: ignore[return-value]
 
 
-@router.get("/{job_id}", dependencies=[ReadScope], response_model=JobRead)
-def get_job(job_id: str, session: SessionDep) -> JobRead:
-    return job_read(session, get_or_404(session, TrainingJob, job_id, "job"))
+@router.get("/{job_id}", dependencies=[ReadScope], response_model=JobRead, responses=NOT_MODIFIED)
+def get_job(job_id: str, request: Request, session: SessionDep) -> JobRead:
+    """The job with its per-epoch metrics; a 304 when If-None-Match names its ETag."""
+    body = job_read(session, get_or_404(session, TrainingJob, job_id, "job"))
+    return tagged_json(request, body)  # type: ignore[return-value]
 
 
 @router.post("/{job_id}/cancel", dependencies=[TrainScope], response_model=JobRead)

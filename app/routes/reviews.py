@@ -6,7 +6,6 @@ import io
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
-from PIL import Image
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -16,11 +15,9 @@ from app.routes.common import Offset, commit, get_or_404
 from app.routes.inspections import finished_inspection
 from app.schemas.api import Page
 from app.schemas.review import LabelRead, LabelsCreate, ReviewRead, ReviewTileRead
-from app.services.inspections import read_tile_table
-from core.blobs import read_bytes
-from core.errors import Conflict, Unprocessable
+from app.services.photos import map_photo, stored_table
+from core.errors import Unprocessable
 from core.tables import Inspection, TileLabel, utcnow
-from models.inference import TileGrid, TileTable, open_image
 from models.inference.review import pick_for_review, tile_crop
 
 router = APIRouter(prefix="/v1/inspections", tags=["review"])
@@ -46,7 +43,7 @@ def review(
 ) -> ReviewRead:
     """Up to `limit` unlabelled, non-overlapping tiles to label, the most useful first."""
     row = finished_inspection(session, inspection_id)
-    table = _table(session, row)
+    table = stored_table(session, row)
     model = (row.crackmap or {})["model"]
     threshold = float(model.get("operating_threshold", 0.5))
     labelled = {
@@ -86,14 +83,8 @@ def get_tile_crop(
 ) -> Response:
     """Tile (row, col) as the model saw it: cut from the stored photo, resized to its input."""
     inspection = finished_inspection(session, inspection_id)
-    settings = request.app.state.settings
-
-    def decode() -> tuple[Image.Image, TileGrid]:
-        grid = _table(session, inspection).grid
-        data = read_bytes(session, inspection.image_blob_id)
-        return open_image(data, settings.max_image_pixels), grid
-
-    photo, grid = request.app.state.photos.get(inspection_id, decode)
+    state = request.app.state
+    photo, grid = map_photo(state.photos, session, inspection, state.settings.max_image_pixels)
     if not (0 <= row < grid.rows and 0 <= col < grid.cols):
         raise Unprocessable(
             f"tile ({row}, {col}) lies outside this map's {grid.rows} x {grid.cols} grid",
@@ -175,11 +166,3 @@ def _upsert(
         row.label, row.api_key_id, row.created_at = label, key_id, utcnow()
         stored.append(row)
     return stored  # commit() flushes: a concurrent insert of the same tile is a 409 there
-
-
-def _table(session: Session, row: Inspection) -> TileTable:
-    if row.tiles_blob_id is None:
-        raise Conflict(
-            f"inspection {row.id} was stored before tile tables: inspect the photo again to review it"
-        )
-    return read_tile_table(session, row.tiles_blob_id)

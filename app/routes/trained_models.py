@@ -12,7 +12,16 @@ from sqlalchemy import select
 
 from app.auth import AdminScope, ReadScope
 from app.deps import RegistryDep, SessionDep, SettingsDep
-from app.routes.common import Limit, Offset, blob_response, commit, get_or_404, paginate
+from app.routes.common import (
+    NOT_MODIFIED,
+    Limit,
+    Offset,
+    blob_response,
+    commit,
+    get_or_404,
+    paginate,
+    tagged_json,
+)
 from app.schemas.api import ModelRead, Page
 from app.services.uploads import spooled
 from core.blobs import store_file
@@ -25,17 +34,19 @@ from models.checkpoint import CheckpointError, load_checkpoint
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
 
-@router.get("", dependencies=[ReadScope], response_model=Page[ModelRead])
+@router.get("", dependencies=[ReadScope], response_model=Page[ModelRead], responses=NOT_MODIFIED)
 def list_models(
+    request: Request,
     session: SessionDep,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Page[ModelRead]:
     query = select(NetworkModel).order_by(NetworkModel.created_at.desc(), NetworkModel.id)
     rows, total = paginate(session, query, limit, offset)
-    return Page[ModelRead](
+    page = Page[ModelRead](
         items=[ModelRead.model_validate(r) for r in rows], total=total, limit=limit, offset=offset
     )
+    return tagged_json(request, page)  # type: ignore[return-value]
 
 
 @router.get("/{model_id}", dependencies=[ReadScope], response_model=ModelRead)

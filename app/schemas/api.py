@@ -78,12 +78,19 @@ class InspectionRead(BaseModel):
     error: str | None
     created_at: datetime
     finished_at: datetime | None
+    summary: dict[str, Any] | None = Field(
+        None,
+        description="the map's summary (tiles, defect tiles, class counts, threshold); lists "
+        "carry it instead of the whole map",
+    )
     crackmap: dict[str, Any] | None = None
     overlay_url: str | None = None
     tiles_url: str | None = Field(None, description="the map's tiles, paged and filtered (JSON)")
     tiles_npz_url: str | None = Field(
         None, description="all of the map's tiles in one compact NumPy .npz tile table"
     )
+    photo_url: str | None = Field(None, description="the photo as a JPEG, optionally scaled")
+    geojson_url: str | None = Field(None, description="the defect tiles as GeoJSON polygons")
 
 
 class DatasetRead(BaseModel):
@@ -187,7 +194,7 @@ class JobRead(BaseModel):
         description="feedback jobs: base and new model on the held-back labelled tiles",
     )
     progress: float
-    epoch: int
+    epoch: int = Field(description="epochs completed")
     step: int
     attempts: int
     cancel_requested: bool

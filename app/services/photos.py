@@ -12,8 +12,13 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from PIL import Image
+from sqlalchemy.orm import Session
 
-from models.inference import TileGrid
+from app.services.inspections import read_tile_table
+from core.blobs import read_bytes
+from core.errors import Conflict
+from core.tables import Inspection
+from models.inference import TileGrid, TileTable, open_image
 
 MapPhoto = tuple[Image.Image, TileGrid]
 
@@ -40,3 +45,22 @@ class PhotoCache:
 
     def _pixels(self) -> int:
         return sum(p.width * p.height for p, _ in self._photos.values())
+
+
+def stored_table(session: Session, row: Inspection) -> TileTable:
+    """The map's tile table; 409 for a map stored before tile tables (migration 0006)."""
+    if row.tiles_blob_id is None:
+        raise Conflict(
+            f"inspection {row.id} was stored before tile tables: inspect the photo again"
+        )
+    return read_tile_table(session, row.tiles_blob_id)
+
+
+def map_photo(cache: PhotoCache, session: Session, row: Inspection, max_pixels: int) -> MapPhoto:
+    """The oriented photo of a finished map and its tile grid, decoded once and cached."""
+
+    def decode() -> MapPhoto:
+        grid = stored_table(session, row).grid
+        return open_image(read_bytes(session, row.image_blob_id), max_pixels), grid
+
+    return cache.get(row.id, decode)

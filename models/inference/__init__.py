@@ -1,6 +1,6 @@
 """Sliding-window inference: intake, tiling, the predictor, crack maps and overlays."""
 
-from models.inference.crackmap import CrackMap, cell_heatmap, geojson, heatmap_cell
+from models.inference.crackmap import CrackMap, cell_heatmap, geojson, geojson_of, heatmap_cell
 from models.inference.intake import (
     DEFAULT_MAX_PIXELS,
     ImageTooLargeError,
@@ -27,6 +27,7 @@ __all__ = [
     "check_complete",
     "cell_heatmap",
     "geojson",
+    "geojson_of",
     "heatmap_cell",
     "make_grid",
     "open_image",

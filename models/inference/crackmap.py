@@ -161,8 +161,14 @@ def cell_heatmap(grid: TileGrid, values: np.ndarray, cell: int) -> np.ndarray:
 
 def geojson(crack_map: CrackMap) -> dict[str, Any]:
     """Defect tiles as GeoJSON polygons in pixel coordinates (x right, y down)."""
+    return geojson_of(crack_map.table, crack_map.width, crack_map.height)
+
+
+def geojson_of(table: TileTable, width: int, height: int) -> dict[str, Any]:
+    """The table's defect tiles (p_defect >= table.threshold) as a GeoJSON FeatureCollection
+    of pixel-coordinate polygons on a width x height photo."""
     features = []
-    for t in crack_map.table.tiles(crack_map.table.select(defect=True)):
+    for t in table.tiles(table.select(defect=True)):
         ring = [[t.x, t.y], [t.x + t.w, t.y], [t.x + t.w, t.y + t.h], [t.x, t.y + t.h], [t.x, t.y]]
         features.append(
             {
@@ -178,6 +184,6 @@ def geojson(crack_map: CrackMap) -> dict[str, Any]:
         )
     return {
         "type": "FeatureCollection",
-        "properties": {"crs": "pixel", "width": crack_map.width, "height": crack_map.height},
+        "properties": {"crs": "pixel", "width": width, "height": height},
         "features": features,
     }

@@ -30,7 +30,7 @@ def count(url: str, table: type) -> int:
 
 
 def test_health_readiness_and_metrics(api, tmp_path):
-    assert api.client.get("/healthz").json() == {"status": "ok"}
+    assert api.client.get("/healthz").json() == {"status": "ok", "auth": "api-key"}
     assert "no active model" in assert_error(api.client.get("/readyz"), 503)["message"]
     model_id = import_and_activate(api, tmp_path)
     ready = api.client.get("/readyz")

@@ -10,13 +10,23 @@ from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import FileResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.body_limit import BodySizeLimit
 from app.errors import install_error_handlers
 from app.metrics import Metrics
-from app.routes import apikeys, datasets, health, inspections, jobs, reviews, trained_models
+from app.routes import (
+    apikeys,
+    datasets,
+    health,
+    inspections,
+    jobs,
+    map_views,
+    reviews,
+    trained_models,
+)
 from app.schemas.api import ERROR_RESPONSES
 from app.services.inspections import InspectionRunner
 from app.services.jobs import JobQueue
@@ -51,9 +61,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_mb << 20)
     app.middleware("http")(_observe)
-    for module in (health, inspections, reviews, datasets, jobs, trained_models, apikeys):
+    for module in (
+        health, inspections, map_views, reviews, datasets, jobs, trained_models, apikeys
+    ):  # fmt: skip
         app.include_router(module.router)
     app.include_router(pages)
+    app.mount("/dashboard/assets", StaticFiles(directory=DASHBOARD.parent), name="dashboard")
     return app
 
 

@@ -36,6 +36,11 @@ def run_demo(tmp_path: Path, *extra: str) -> str:
     assert "test macro F" in out and "operating threshold" in out and "defect tiles" in out
     assert "dashboard: http://127.0.0.1:" in out
     assert (tmp_path / "data" / "crackscan.db").is_file()
+    # Not a terminal: one line per epoch and no redrawn bars; the server's lines in its log.
+    assert "\r" not in done.stderr and "epoch 1/" in done.stderr, done.stderr[-2000:]
+    assert "HTTP/1.1" not in out + done.stderr and "INFO" not in out + done.stderr
+    server_log = (tmp_path / "data" / "demo" / "server.log").read_text()
+    assert '"POST /v1/jobs HTTP/1.1" 202' in server_log
     return out
 
 

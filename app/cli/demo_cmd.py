@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from tqdm import tqdm
 
 from app.cli.demo_data import (
     REAL_SETS,
@@ -30,6 +29,7 @@ from app.cli.demo_data import (
     upload_real,
     upload_synthetic,
 )
+from app.cli.progress import JobFollower
 from core.statuses import INSPECTION_UNFINISHED, JOB_FINAL, InspectionStatus, JobStatus
 from models.training.config import DEFAULT_LOSS
 
@@ -78,21 +78,29 @@ def run(args: argparse.Namespace) -> int:
         _, key = create_api_key(session, ["admin"], "demo")
     port = _pick_port(args.port)
     base = f"http://127.0.0.1:{port}"
-    print(f"2/6 starting the API and an embedded Celery worker on {base}")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--no-access-log"],
-        start_new_session=True,
-    )
+    # The server's lines (its access log, the worker's) go to a file, not between the demo's.
+    server_log = settings.data_dir / "demo" / "server.log"
+    server_log.parent.mkdir(parents=True, exist_ok=True)
+    print(f"2/6 starting the API and an embedded Celery worker on {base} (log: {server_log})")
+    with server_log.open("ab") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         client = httpx.Client(base_url=base, headers={"X-API-Key": key}, timeout=120)
-        _wait_healthy(client, server)
+        _wait_healthy(client, server, server_log)
         summary = _demo(client, args, settings.data_dir, write_tile_set, make_survey)
         print("\n" + summary)
         print(f"\ndashboard: {base}/dashboard   API docs: {base}/docs")
         print(f"API key (admin): {key}")
         if args.exit:
             return 0
-        print("the service is running; press Ctrl-C to stop it")
+        print(
+            f"the service is running (follow it with: tail -f {server_log}); press Ctrl-C to stop it"
+        )
         signal.signal(
             signal.SIGTERM, _interrupt
         )  # stop the service cleanly on SIGTERM as on Ctrl-C
@@ -101,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
         return server.returncode or 0
     except KeyboardInterrupt:
         return 0
+    except ValueError as exc:  # a failed step: the server's log says more
+        raise ValueError(f"{exc}\nthe server's log: {server_log}") from exc
     finally:
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGTERM)
@@ -114,16 +124,19 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _wait_healthy(client: httpx.Client, server: subprocess.Popen[bytes]) -> None:
+def _wait_healthy(client: httpx.Client, server: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.time() + 90
     while time.time() < deadline:
         if server.poll() is not None:
-            raise ValueError(f"the server exited with code {server.returncode}")
+            tail = log.read_text(errors="replace")[-2000:]
+            raise ValueError(
+                f"the server exited with code {server.returncode}; its log ends:\n{tail}"
+            )
         with contextlib.suppress(httpx.TransportError):  # not listening yet
             if client.get("/healthz").status_code == 200:
                 return
         time.sleep(0.5)
-    raise ValueError("the server did not answer /healthz within 90 s")
+    raise ValueError(f"the server did not answer /healthz within 90 s; see {log}")
 
 
 def _demo(
@@ -154,7 +167,7 @@ def _demo(
     print(
         f"4/6 training job {job['id']}: resnet18 + {DEFAULT_LOSS}, {epochs} epochs, on the worker"
     )
-    job = _follow(client, job["id"])
+    job = _follow(client, job["id"], epochs)
     if job["status"] != JobStatus.SUCCEEDED:
         raise ValueError(f"the training job ended {job['status']}: {job['error']}")
     model_id = job["result_model_id"]
@@ -187,22 +200,17 @@ def _demo(
     return "\n".join(lines)
 
 
-def _follow(client: httpx.Client, job_id: str) -> dict[str, Any]:
-    with tqdm(
-        total=100.0, desc="training", unit="%", bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}]"
-    ) as bar:
+def _follow(client: httpx.Client, job_id: str, epochs: int) -> dict[str, Any]:
+    follower = JobFollower(epochs)
+    try:
         while True:
             job = check_reply(client.get(f"/v1/jobs/{job_id}"), "job status")
-            bar.n = float(job["progress"])
-            epochs = job["epochs"]
-            if epochs:
-                bar.set_postfix_str(
-                    f"epoch {epochs[-1]['epoch']}, val F {epochs[-1]['val_macro_f1']:.3f}"
-                )
-            bar.refresh()
+            follower.update(job)
             if job["status"] in JOB_FINAL:
                 return job
             time.sleep(1.0)
+    finally:
+        follower.close()
 
 
 def _inspect(client: httpx.Client, path: Path, out: Path) -> str:

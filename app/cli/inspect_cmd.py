@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
+from app.cli.progress import TileBar
 
 
 def register(sub: Any) -> None:
@@ -62,13 +62,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{path}: error: {exc}", file=sys.stderr)
             failures += 1
             continue
-        with tqdm(total=1, desc=path.name, unit="tile", file=sys.stderr, dynamic_ncols=True) as bar:
-
-            def show(done: int, total: int, bar: Any = bar) -> None:
-                bar.total = total
-                bar.n = done
-                bar.refresh()
-
+        with TileBar(path.name) as show:
             crack_map = predictor.inspect_image(image, args.tile, args.stride, args.threshold, show)
         folder = args.out / path.stem
         folder.mkdir(parents=True, exist_ok=True)

@@ -153,6 +153,13 @@ def test_upload_map_review_feedback_and_activate(live_server: LiveServer, tmp_pa
             ),
         )
         page.on("pageerror", lambda e: problems.append(f"uncaught: {e}"))
+        outside: list[str] = []  # offline: every request goes to the server itself
+        page.on(
+            "request",
+            lambda r: outside.append(r.url)
+            if not r.url.startswith((live_server.base, "blob:", "data:"))
+            else None,
+        )
         page.on("dialog", lambda d: d.accept())
         # The queue is full for the first upload: the page must wait Retry-After and retry.
         busy = {"sent": 0}
@@ -334,3 +341,4 @@ def test_upload_map_review_feedback_and_activate(live_server: LiveServer, tmp_pa
         browser.close()
 
     assert problems == [], problems
+    assert outside == [], outside

@@ -60,7 +60,7 @@ async function errorOf(reply) {
 // What each polled URL answered last, by its ETag: a 304 reuses the body, and callers
 // learn that nothing changed, so they need not redraw.
 const tagged = new Map();
-const MAX_TAGGED = 100;
+const MAX_TAGGED = 20; // a map with its tiles inline can be megabytes
 
 /** GET a JSON route. With `poll`, send If-None-Match; returns {body, changed}. */
 export async function getJson(path, { poll = false } = {}) {

@@ -156,9 +156,11 @@ def test_upload_map_review_feedback_and_activate(live_server: LiveServer, tmp_pa
         outside: list[str] = []  # offline: every request goes to the server itself
         page.on(
             "request",
-            lambda r: outside.append(r.url)
-            if not r.url.startswith((live_server.base, "blob:", "data:"))
-            else None,
+            lambda r: (
+                outside.append(r.url)
+                if not r.url.startswith((live_server.base, "blob:", "data:"))
+                else None
+            ),
         )
         page.on("dialog", lambda d: d.accept())
         # The queue is full for the first upload: the page must wait Retry-After and retry.

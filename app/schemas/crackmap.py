@@ -61,6 +61,7 @@ class ModelStamp(BaseModel):
     tile_px: int | None = Field(None, description="the tile side it was trained on (masks sets)")
     loss: str | None = None
     device: str
+    precision: str = Field("float32", description="float32, or bfloat16 / float16 autocast")
     model_id: str | None = None
 
 

@@ -10,7 +10,7 @@ from models.inference.intake import (
     read_image,
 )
 from models.inference.overlay import render_overlay
-from models.inference.predictor import InferenceConfig, Predictor
+from models.inference.predictor import InferenceConfig, MappedPhoto, PhotoRequest, Predictor
 from models.inference.tile_table import TileResult, TileTable
 from models.inference.tiling import TileGrid, axis_starts, make_grid, tile_batches
 
@@ -19,6 +19,8 @@ __all__ = [
     "CrackMap",
     "ImageTooLargeError",
     "InferenceConfig",
+    "MappedPhoto",
+    "PhotoRequest",
     "Predictor",
     "TileGrid",
     "TileResult",

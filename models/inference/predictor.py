@@ -19,10 +19,44 @@ from models.data import normalise
 from models.device import amp_dtype, select_device
 from models.inference.crackmap import CrackMap, cell_heatmap, heatmap_cell
 from models.inference.intake import DEFAULT_MAX_PIXELS, open_image
+from models.inference.resident import decode_to_device, host_preview
 from models.inference.tile_table import TileTable
-from models.inference.tiling import TileGrid, make_grid, tile_batches
+from models.inference.tiling import Piece, TileGrid, make_grid, shared_batches
 
 ProgressFn = Callable[[int, int], None]  # (tiles done, tiles total)
+
+
+CPU_BATCH = 32
+MAX_DEVICE_BATCH = 512
+DEVICE_MEMORY_SHARE = 0.4  # of the free GPU memory, for one batch's activations
+BYTES_PER_INPUT_PIXEL = 256  # activation bytes per input pixel, resnet50 in bf16, with margin
+PREVIEW_SIDE = 1600  # the overlay's longest side (render_overlay's default)
+
+
+@dataclass
+class PhotoRequest:
+    """One photo to map: its file's bytes and the grid and threshold asked for (None: the
+    model's defaults)."""
+
+    data: bytes
+    tile: int | None = None
+    stride: int | None = None
+    threshold: float | None = None
+
+
+@dataclass
+class MappedPhoto:
+    """A photo's crack map, and the picture to draw its overlay on (an RGB PIL image, or an
+    (h, w, 3) uint8 array at most PREVIEW_SIDE long when the photo lived on the device)."""
+
+    crack_map: CrackMap
+    preview: np.ndarray | Image.Image
+
+
+def _height_width(image: torch.Tensor | Image.Image) -> tuple[int, int]:
+    if isinstance(image, torch.Tensor):
+        return int(image.shape[1]), int(image.shape[2])
+    return image.height, image.width
 
 
 @dataclass
@@ -30,14 +64,18 @@ class InferenceConfig:
     """How to run inspections."""
 
     device: str = "auto"
-    batch_size: int = 32
+    batch_size: int | None = None  # None: 32 on the CPU; on CUDA sized to free memory, <= 512
     max_pixels: int = DEFAULT_MAX_PIXELS
     threshold: float | None = None  # None: the checkpoint's operating threshold
     amp: bool = True  # bf16/fp16 autocast on CUDA
+    cpu_bf16: bool = False  # bf16 autocast on CPUs with native bf16 (AVX512-BF16 or AMX)
+    # Decode onto the device and cut tiles there (None: on CUDA only). On the CPU the
+    # tensor path and the PIL path give identical tiles; PIL is kept as the CPU default.
+    resident: bool | None = None
     prefetch: bool | None = None  # prepare the next batch in a thread; default: on CUDA only
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold must lie in [0, 1], got {self.threshold}")
@@ -55,7 +93,24 @@ class Predictor:
         self.defect_index = [self.classes.index(c) for c in checkpoint.defect_classes]
         self.mean, self.std = tuple(checkpoint.mean), tuple(checkpoint.std)
         self.temperature = float(checkpoint.temperature)
+        self.batch_size = self.config.batch_size or self._batch_for_memory()
+        self.resident = (
+            self.config.resident if self.config.resident is not None else self.device.type == "cuda"
+        )
+        if self.device.type == "cpu":  # bf16 only where asked for and native, else float32
+            self.amp = amp_dtype(self.device, cpu_bf16=True) if self.config.cpu_bf16 else None
+        else:
+            self.amp = amp_dtype(self.device) if self.config.amp else None
         self._lock = threading.Lock()
+
+    def _batch_for_memory(self) -> int:
+        """Tiles per forward pass: 32 on the CPU; on CUDA as many as DEVICE_MEMORY_SHARE of the
+        free memory holds (BYTES_PER_INPUT_PIXEL per input pixel), between 8 and 512."""
+        if self.device.type != "cuda":
+            return CPU_BATCH
+        free, _ = torch.cuda.mem_get_info(self.device)
+        per_tile = BYTES_PER_INPUT_PIXEL * self.checkpoint.input_size**2
+        return int(min(MAX_DEVICE_BATCH, max(8, DEVICE_MEMORY_SHARE * free // per_tile)))
 
     @property
     def model_info(self) -> dict[str, Any]:
@@ -71,20 +126,26 @@ class Predictor:
             "tile_px": self.checkpoint.tile_px,
             "loss": cfg.get("loss"),
             "device": str(self.device),
+            "precision": str(self.amp).removeprefix("torch.") if self.amp else "float32",
         }
 
     @torch.inference_mode()
-    def predict_batch(self, batch: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) uint8 tiles -> (B, C) calibrated probabilities softmax(z / T), float32 CPU."""
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) uint8 tiles (any device) -> (B, C) float32 calibrated probabilities
+        softmax(z / T) on the model's device: normalised there, channels_last, in bf16 (or
+        fp16) under autocast where configured."""
         x = normalise(batch.to(self.device, non_blocking=True), self.mean, self.std)
         x = x.contiguous(memory_format=torch.channels_last)
-        dtype = amp_dtype(self.device) if self.config.amp else None
-        if dtype is None:
+        if self.amp is None:
             logits = self.model(x)
         else:
-            with torch.autocast(self.device.type, dtype=dtype):
+            with torch.autocast(self.device.type, dtype=self.amp):
                 logits = self.model(x)
-        return torch.softmax(logits.float() / self.temperature, dim=1).cpu()
+        return torch.softmax(logits.float() / self.temperature, dim=1)
+
+    def predict_batch(self, batch: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) uint8 tiles -> (B, C) calibrated probabilities, float32 on the CPU."""
+        return self.forward(batch).cpu()
 
     def warm_up(self) -> None:
         """Run one batch so the first request does not pay for lazy initialisation."""
@@ -99,17 +160,104 @@ class Predictor:
         threshold: float | None = None,
         progress: ProgressFn | None = None,
     ) -> CrackMap:
-        """Decode an image file's bytes and map it (see inspect_image)."""
+        """Decode an image file's bytes and map it (see inspect_image and map_photos)."""
+        result = self.map_photos([PhotoRequest(data, tile, stride, threshold)], progress)[0]
+        if isinstance(result, Exception):
+            raise result
+        return result.crack_map
+
+    def map_photos(
+        self, requests: list[PhotoRequest], progress: ProgressFn | None = None
+    ) -> list[MappedPhoto | Exception]:
+        """Decode and map several photos, their tiles sharing forward passes.
+
+        On the resident path (CUDA by default) each photo is decoded onto the device and
+        its tiles are cut there; otherwise Pillow decodes it and tiles are cropped on the
+        host. A photo that cannot be decoded, or whose grid is invalid, gets its exception
+        in its place; the others are mapped. Probabilities come back to the host once, at
+        the end. Each map's timings hold decode_s and the shared tiling_s, forward_s and
+        assemble_s, and device_peak_mb on CUDA.
+        """
         started = time.perf_counter()
-        image = open_image(data, self.config.max_pixels)
-        decoded = time.perf_counter() - started
-        crack_map = self.inspect_image(image, tile, stride, threshold, progress)
-        crack_map.timings = {
-            "decode_s": decoded,
-            **crack_map.timings,
-            "total_s": time.perf_counter() - started,
-        }
-        return crack_map
+        results: list[MappedPhoto | Exception | None] = [None] * len(requests)
+        photos: list[tuple[int, torch.Tensor | Image.Image, TileGrid, float]] = []
+        with self._lock:
+            if self.device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(self.device)
+            for k, request in enumerate(requests):
+                try:
+                    image = self._decode(request.data)
+                    grid, threshold = self._grid(
+                        _height_width(image), request.tile, request.stride, request.threshold
+                    )
+                except (ValueError, OSError) as exc:  # ImageDecodeError is a ValueError
+                    results[k] = exc
+                    continue
+                photos.append((k, image, grid, threshold))
+            decoded = time.perf_counter()
+            probs, timings = self._classify(photos, progress)
+            peak = (
+                {"device_peak_mb": torch.cuda.max_memory_allocated(self.device) / 2**20}
+                if self.device.type == "cuda"
+                else {}
+            )
+        for (k, image, grid, threshold), p in zip(photos, probs, strict=True):
+            assembling = time.perf_counter()
+            crack_map = self._crack_map(grid, p, threshold, {})
+            crack_map.timings = {
+                "decode_s": (decoded - started) / max(1, len(requests)),
+                **timings,
+                "assemble_s": time.perf_counter() - assembling,
+                "tiles_per_s": len(grid) / max(timings["tiles_s"], 1e-9),
+                **peak,
+                "total_s": time.perf_counter() - started,
+            }
+            results[k] = MappedPhoto(crack_map, self._preview(image))
+        return [r if r is not None else ValueError("not mapped") for r in results]
+
+    def _decode(self, data: bytes) -> torch.Tensor | Image.Image:
+        if self.resident:
+            return decode_to_device(data, self.device, self.config.max_pixels)
+        return open_image(data, self.config.max_pixels)
+
+    @staticmethod
+    def _preview(image: torch.Tensor | Image.Image) -> np.ndarray | Image.Image:
+        """What the overlay is drawn on: a device photo comes back scaled to the overlay."""
+        return host_preview(image, PREVIEW_SIDE) if isinstance(image, torch.Tensor) else image
+
+    def _classify(
+        self,
+        photos: list[tuple[int, torch.Tensor | Image.Image, TileGrid, float]],
+        progress: ProgressFn | None,
+    ) -> tuple[list[torch.Tensor], dict[str, float]]:
+        """Every photo's (N_k, C) probabilities (CPU float32), from shared batches."""
+        started = time.perf_counter()
+        grids = [grid for _, _, grid, _ in photos]
+        total = sum(len(g) for g in grids)
+        out = [torch.empty(len(g), len(self.classes), device=self.device) for g in grids]
+        batches = shared_batches(
+            [image for _, image, _, _ in photos], grids, self.batch_size, self.checkpoint.input_size
+        )
+        done, tiling, forward = 0, 0.0, 0.0
+        waiting = time.perf_counter()
+        for pieces, batch in self._prefetched(batches):
+            t0 = time.perf_counter()
+            tiling += t0 - waiting  # cutting (or waiting for) this batch
+            p = self.forward(batch)
+            row = 0
+            for k, first, count in pieces:
+                out[k][first : first + count] = p[row : row + count]
+                row += count
+            forward += time.perf_counter() - t0
+            done += batch.shape[0]
+            if progress is not None:
+                progress(done, total)
+            waiting = time.perf_counter()
+        t0 = time.perf_counter()
+        host = [o.cpu() for o in out]  # the one copy back (and the sync, on CUDA)
+        forward += time.perf_counter() - t0
+        seconds = time.perf_counter() - started
+        return host, {"tiles_s": seconds, "tiling_s": tiling, "forward_s": forward}
 
     def inspect_array(
         self,
@@ -162,48 +310,54 @@ class Predictor:
         threshold: float | None,
         progress: ProgressFn | None,
     ) -> CrackMap:
-        size = self.checkpoint.input_size
+        grid, threshold = self._grid((height, width), tile, stride, threshold)
+        with self._lock:
+            probs, timings = self._classify([(0, image, grid, threshold)], progress)
+        return self._crack_map(
+            grid,
+            probs[0],
+            threshold,
+            {**timings, "tiles_per_s": len(grid) / max(timings["tiles_s"], 1e-9)},
+        )
+
+    def _grid(
+        self,
+        height_width: tuple[int, int],
+        tile: int | None,
+        stride: int | None,
+        threshold: float | None,
+    ) -> tuple[TileGrid, float]:
+        """The tile grid and threshold a request asks for, with the model's defaults."""
         trained_tile = self.checkpoint.tile_px
         if tile is None and trained_tile is not None:
             tile, stride = trained_tile, stride or max(1, trained_tile // 2)
-        tile = tile or size
+        tile = tile or self.checkpoint.input_size
         if threshold is None:
             threshold = self.config.threshold
         if threshold is None:
             threshold = self.checkpoint.operating_threshold
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
-        grid = make_grid(height, width, tile, stride)
-        started = time.perf_counter()
-        probs = torch.empty(len(grid), len(self.classes))
-        with self._lock:
-            for first, batch in self._batches(image, grid, size):
-                probs[first : first + batch.shape[0]] = self.predict_batch(batch)
-                if progress is not None:
-                    progress(first + batch.shape[0], len(grid))
-        seconds = time.perf_counter() - started
-        return self._crack_map(
-            grid,
-            probs,
-            threshold,
-            {"tiles_s": seconds, "tiles_per_s": len(grid) / max(seconds, 1e-9)},
-        )
+        return make_grid(*height_width, tile, stride), threshold
 
-    def _batches(
-        self, image: torch.Tensor | Image.Image, grid: TileGrid, size: int
-    ) -> Iterator[tuple[int, torch.Tensor]]:
-        batches = tile_batches(image, grid, self.config.batch_size, size)
+    def _prefetched(
+        self, batches: Iterator[tuple[list[Piece], torch.Tensor]]
+    ) -> Iterator[tuple[list[Piece], torch.Tensor]]:
+        """The batches, the next one cut in a thread while this one runs (on CUDA by default;
+        pointless on the resident path, where cutting is queued device work)."""
         prefetch = (
-            self.config.prefetch if self.config.prefetch is not None else self.device.type == "cuda"
+            self.config.prefetch
+            if self.config.prefetch is not None
+            else self.device.type == "cuda" and not self.resident
         )
         if not prefetch:
             yield from batches
             return
-        with ThreadPoolExecutor(max_workers=1) as pool:  # crop the next batch while this one runs
+        with ThreadPoolExecutor(max_workers=1) as pool:
             pending = pool.submit(next, batches, None)
             while (item := pending.result()) is not None:
                 pending = pool.submit(next, batches, None)
-                if self.device.type == "cuda":
+                if item[1].device.type == "cpu" and self.device.type == "cuda":
                     item = (item[0], item[1].pin_memory())
                 yield item
 

@@ -105,6 +105,19 @@ def resize_tiles(batch: torch.Tensor, size: int) -> torch.Tensor:
     return resized.round_().clamp_(0, 255).to(torch.uint8)
 
 
+def tile_range(
+    image: torch.Tensor | Image.Image, grid: TileGrid, first: int, count: int, input_size: int
+) -> torch.Tensor:
+    """Tiles first .. first + count - 1 (row-major) as (count, 3, input_size, input_size) uint8,
+    on the image's device when it is a tensor (crops are views until they are stacked)."""
+    th, tw = grid.tile_h, grid.tile_w
+    crops = []
+    for index in range(first, first + count):
+        _, _, y, x = grid.position(index)
+        crops.append(crop(image, y, x, th, tw))
+    return resize_tiles(torch.stack(crops), input_size)
+
+
 def tile_batches(
     image: torch.Tensor | Image.Image, grid: TileGrid, batch_size: int, input_size: int
 ) -> Iterator[tuple[int, torch.Tensor]]:
@@ -113,10 +126,32 @@ def tile_batches(
     `image` is a (3, H, W) uint8 tensor or an RGB PIL image. Only one batch of
     tiles is materialised at a time, so memory stays bounded.
     """
-    th, tw = grid.tile_h, grid.tile_w
     for first in range(0, len(grid), batch_size):
-        crops = []
-        for index in range(first, min(first + batch_size, len(grid))):
-            _, _, y, x = grid.position(index)
-            crops.append(crop(image, y, x, th, tw))
-        yield first, resize_tiles(torch.stack(crops), input_size)
+        yield first, tile_range(image, grid, first, min(batch_size, len(grid) - first), input_size)
+
+
+Piece = tuple[int, int, int]  # (photo k, first tile, tile count)
+
+
+def shared_batches(
+    images: list[torch.Tensor | Image.Image], grids: list[TileGrid], batch_size: int, size: int
+) -> Iterator[tuple[list[Piece], torch.Tensor]]:
+    """Batches that run on from one photo's tiles into the next: (pieces, (B, 3, S, S) uint8),
+    each piece naming the tiles of one photo that the batch holds, in order. Several small
+    photos then fill one forward pass instead of one half-empty pass each."""
+    pieces: list[Piece] = []
+    parts: list[torch.Tensor] = []
+    filled = 0
+    for k, (image, grid) in enumerate(zip(images, grids, strict=True)):
+        first = 0
+        while first < len(grid):
+            count = min(batch_size - filled, len(grid) - first)
+            parts.append(tile_range(image, grid, first, count, size))
+            pieces.append((k, first, count))
+            filled += count
+            first += count
+            if filled == batch_size:
+                yield pieces, parts[0] if len(parts) == 1 else torch.cat(parts)
+                pieces, parts, filled = [], [], 0
+    if pieces:
+        yield pieces, parts[0] if len(parts) == 1 else torch.cat(parts)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -60,3 +62,81 @@ def test_amp_training_step_runs_with_fp32_loss(tiny_set):
         load_labelled_set(tiny_set),
     )
     assert np.isfinite(result.history[0]["train_loss"])
+
+
+def survey_bytes(width: int, height: int, fmt: str, orientation: int = 1) -> bytes:
+    from PIL import Image
+
+    from models.synthetic import make_survey
+
+    photo, _ = make_survey(width, height, seed=5, cracks=6)
+    exif = Image.Exif()
+    if orientation != 1:
+        exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    photo.save(
+        buffer, format=fmt, exif=exif.tobytes(), **({"quality": 92} if fmt == "JPEG" else {})
+    )
+    return buffer.getvalue()
+
+
+def test_resident_path_in_fp32_makes_every_decision_the_cpu_makes(synthetic_model):
+    """PNG (the same decoded pixels on both paths), no autocast and no TF32: all tiles agree."""
+    from models.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(synthetic_model.path)
+    data = survey_bytes(960, 640, "PNG")
+    cpu = Predictor(ckpt, InferenceConfig(device="cpu")).inspect_bytes(data, tile=48, stride=24)
+    conv, matmul = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        gpu = Predictor(ckpt, InferenceConfig(device="cuda", amp=False)).inspect_bytes(
+            data, tile=48, stride=24
+        )
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = conv, matmul
+    assert gpu.model["precision"] == "float32" and gpu.timings["device_peak_mb"] > 0
+    assert np.array_equal(gpu.table.defect, cpu.table.defect)
+    np.testing.assert_allclose(gpu.table.probs, cpu.table.probs, atol=1e-4)
+
+
+def test_resident_jpeg_path_in_bf16_agrees_with_the_cpu(synthetic_model):
+    """nvjpeg decode (EXIF-rotated), device tiles, bf16: >= 99.5% of decisions as on the CPU."""
+    from models.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(synthetic_model.path)
+    data = survey_bytes(1200, 800, "JPEG", orientation=6)
+    cpu = Predictor(ckpt, InferenceConfig(device="cpu")).inspect_bytes(data, tile=48, stride=24)
+    predictor = Predictor(ckpt, InferenceConfig(device="cuda"))
+    assert predictor.resident and predictor.batch_size >= 8
+    gpu = predictor.inspect_bytes(data, tile=48, stride=24)
+    assert (gpu.height, gpu.width) == (cpu.height, cpu.width) == (1200, 800)
+    assert gpu.model["precision"] in ("bfloat16", "float16")
+    agree = float(np.mean(gpu.table.defect == cpu.table.defect))
+    assert agree >= 0.995, agree
+
+
+def test_a_100_mp_photo_fits_in_16_gb():
+    """Peak device memory of a 10,000 x 10,000 JPEG at 224 px tiles with resnet50, as reported."""
+    from PIL import Image
+
+    from models.backbones import build_classifier
+    from models.checkpoint import Checkpoint
+
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 256, (1000, 1000, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(small).resize((10_000, 10_000)).save(buffer, format="JPEG", quality=85)
+    torch.manual_seed(0)
+    ckpt = Checkpoint(
+        backbone="resnet50",
+        classes=["crack", "no_crack"],
+        defect_classes=["crack"],
+        input_size=224,
+        mean=[0.485, 0.456, 0.406],
+        std=[0.229, 0.224, 0.225],
+        model_state=build_classifier("resnet50", 2).state_dict(),
+    )
+    crack_map = Predictor(ckpt, InferenceConfig(device="cuda")).inspect_bytes(buffer.getvalue())
+    assert len(crack_map.table) == 45 * 45
+    assert crack_map.timings["device_peak_mb"] < 16 * 1024, crack_map.timings

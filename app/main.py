@@ -37,8 +37,10 @@ from core.db import redacted_url, session_factory
 from core.migrate import is_up_to_date
 from core.statuses import JobStatus
 from core.tables import TrainingJob
+from models.device import select_device
 
 log = logging.getLogger("crackscan.api")
+SHARED_MAPS_ON_GPU = 4  # queued inspections whose tiles share forward passes on a GPU
 DASHBOARD = Path(__file__).resolve().parent / "dashboard" / "index.html"
 
 
@@ -87,6 +89,7 @@ def _start_services(app: FastAPI, settings: Settings) -> InspectionRunner:
         settings.blob_chunk_bytes,
         metrics,
         settings.inspection_lease_s,
+        shared_maps=SHARED_MAPS_ON_GPU if _inference_on_gpu(settings) else 1,
     )
     app.state.settings, app.state.sessions, app.state.metrics = settings, sessions, metrics
     app.state.registry, app.state.runner, app.state.jobs = registry, runner, JobQueue(settings)
@@ -136,6 +139,13 @@ def dashboard() -> FileResponse:
 @pages.get("/")
 def root() -> RedirectResponse:
     return RedirectResponse("/dashboard")
+
+
+def _inference_on_gpu(settings: Settings) -> bool:
+    try:
+        return select_device(settings.inference_device).type == "cuda"
+    except ValueError:  # CUDA asked for but absent: the model registry reports it
+        return False
 
 
 def _count_queued(sessions: sessionmaker[Session]) -> int:

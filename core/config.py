@@ -64,7 +64,16 @@ class Settings(BaseSettings):
     max_loaded_models: int = Field(
         3, ge=1, description="models kept loaded for inspections (least recently used dropped)"
     )
-    inference_batch_size: int = Field(32, description="tiles per forward pass")
+    inference_batch_size: int | None = Field(
+        None,
+        ge=1,
+        le=4096,
+        description="tiles per forward pass; default 32 on the CPU, sized to free memory "
+        "(at most 512) on CUDA",
+    )
+    inference_cpu_bf16: bool = Field(
+        False, description="bf16 autocast for inference on CPUs with AVX512-BF16 or AMX"
+    )
     default_threshold: float | None = Field(
         None,
         ge=0.0,

@@ -33,7 +33,17 @@ def register(sub: Any) -> None:
         default=None,
         help="defect probability threshold (default: the model's operating threshold)",
     )
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="tiles per forward pass (default: 32 on the CPU, sized to free memory on CUDA)",
+    )
+    p.add_argument(
+        "--cpu-bf16",
+        action="store_true",
+        help="bf16 autocast on CPUs with AVX512-BF16 or AMX (docs/RESULTS.md §9 measures it)",
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("--max-pixels", type=int, default=250_000_000)
     p.add_argument("--out", type=Path, required=True, help="folder: one subfolder per image")
@@ -43,13 +53,14 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from app.schemas.crackmap import crackmap_read
     from models.checkpoint import load_checkpoint
-    from models.inference import InferenceConfig, Predictor, geojson, open_image, render_overlay
+    from models.inference import InferenceConfig, PhotoRequest, Predictor, geojson, render_overlay
 
     predictor = Predictor(
         load_checkpoint(args.model),
         InferenceConfig(
             device=args.device,
             batch_size=args.batch_size,
+            cpu_bf16=args.cpu_bf16,
             max_pixels=args.max_pixels,
             threshold=args.threshold,
         ),
@@ -57,18 +68,23 @@ def run(args: argparse.Namespace) -> int:
     failures = 0
     for path in args.images:
         try:
-            image = open_image(path.read_bytes(), args.max_pixels)
-        except (OSError, ValueError) as exc:
+            request = PhotoRequest(path.read_bytes(), args.tile, args.stride, args.threshold)
+        except OSError as exc:
             print(f"{path}: error: {exc}", file=sys.stderr)
             failures += 1
             continue
-        with TileBar(path.name) as show:
-            crack_map = predictor.inspect_image(image, args.tile, args.stride, args.threshold, show)
+        with TileBar(path.name) as show:  # decoded on the GPU when the model runs there
+            result = predictor.map_photos([request], show)[0]
+        if isinstance(result, Exception):
+            print(f"{path}: error: {result}", file=sys.stderr)
+            failures += 1
+            continue
+        crack_map = result.crack_map
         folder = args.out / path.stem
         folder.mkdir(parents=True, exist_ok=True)
         document = crackmap_read(crack_map, name=path.name)
         (folder / "crackmap.json").write_text(document.model_dump_json(indent=1))
-        (folder / "overlay.png").write_bytes(render_overlay(image, crack_map))
+        (folder / "overlay.png").write_bytes(render_overlay(result.preview, crack_map))
         (folder / "defects.geojson").write_text(json.dumps(geojson(crack_map)))
         s = document.summary
         print(

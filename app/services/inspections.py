@@ -20,8 +20,12 @@ import queue
 import socket
 import threading
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.exc import OperationalError
@@ -34,11 +38,30 @@ from core.blobs import read_bytes, store_bytes
 from core.errors import TooManyRequests
 from core.statuses import INSPECTION_UNFINISHED, InspectionStatus
 from core.tables import Inspection, utcnow
-from models.inference import CrackMap, TileTable, open_image, render_overlay
+from models.inference import (
+    CrackMap,
+    MappedPhoto,
+    PhotoRequest,
+    Predictor,
+    TileTable,
+    render_overlay,
+)
 
 log = logging.getLogger("crackscan.inspections")
 TILES_MEDIA = "application/vnd.crackscan.tiles+npz"
 STORE_RETRY_S = 120.0  # how long a finished map waits for the database to come back
+
+
+T = TypeVar("T")
+
+
+@dataclass
+class Claim:
+    """A claimed inspection: what was asked, with which model, and the photo's bytes."""
+
+    params: dict[str, Any]
+    model_id: str | None
+    data: bytes
 
 
 class InspectionRunner:
@@ -50,7 +73,11 @@ class InspectionRunner:
         chunk_bytes: int,
         metrics: Metrics,
         lease_s: float = 30.0,
+        shared_maps: int = 1,
     ) -> None:
+        """shared_maps: how many queued inspections may share forward passes (on a GPU,
+        several photos fill its batches; on the CPU, 1 keeps each answer as early as it was)."""
+        self.shared_maps = max(1, shared_maps)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.lease_s = lease_s
         self.sessions = sessions
@@ -174,30 +201,84 @@ class InspectionRunner:
         return len(taken)
 
     def _serve(self) -> None:
-        while (item := self._queue.get()) is not None:
-            inspection_id, future = item
-            try:
-                status = self._run(inspection_id)
-            except OperationalError as exc:  # the database is away: leave it to the keeper
-                log.warning(
-                    "inspection %s left for later: database unavailable: %s", inspection_id, exc
-                )
-                status = "interrupted"
-            except Exception as exc:  # never let the thread die
-                log.exception("inspection %s crashed", inspection_id)
+        stopping = False
+        while not stopping and (item := self._queue.get()) is not None:
+            items = [item]
+            while len(items) < self.shared_maps:  # queued photos share forward passes
                 try:
-                    status = self._fail(inspection_id, f"internal error: {exc}")
-                except Exception as again:
-                    log.warning("inspection %s left unfinished: %s", inspection_id, again)
-                    status = "interrupted"
-            finally:
-                with self._lock:
-                    self._queued.discard(inspection_id)
-                self.release()
-            if not future.done():  # a waiter that gave up may have cancelled it
-                future.set_result(status)
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stopping = True
+                    break
+                items.append(more)
+            self._run_all(items)
 
-    def _run(self, inspection_id: str) -> str:
+    def _run_all(self, items: list[tuple[str, Future[str]]]) -> None:
+        """Claim the inspections, map those of one model together, store each map."""
+        claims: list[tuple[str, Future[str], Claim]] = []
+        for inspection_id, future in items:
+            claim = self._guarded(inspection_id, partial(self._claim, inspection_id))
+            if isinstance(claim, Claim):
+                claims.append((inspection_id, future, claim))
+            else:
+                self._done(inspection_id, future, claim)
+        groups: dict[str, tuple[Predictor, list[tuple[str, Future[str], Claim]]]] = {}
+        for inspection_id, future, claim in claims:
+            try:
+                model_id, predictor = self.registry.get(claim.model_id)
+            except Exception as exc:
+                status = self._guarded(inspection_id, partial(self._fail, inspection_id, str(exc)))
+                self._done(inspection_id, future, status)
+                continue
+            groups.setdefault(model_id, (predictor, []))[1].append((inspection_id, future, claim))
+        for model_id, (predictor, members) in groups.items():
+            requests = [
+                PhotoRequest(
+                    c.data, c.params.get("tile"), c.params.get("stride"), c.params.get("threshold")
+                )
+                for _, _, c in members
+            ]
+            try:
+                results: list[MappedPhoto | Exception] = predictor.map_photos(requests)
+            except Exception as exc:  # e.g. out of device memory: each inspection fails alone
+                log.exception("mapping %d photos failed", len(members))
+                results = [exc] * len(members)
+            del requests
+            for (inspection_id, future, _), result in zip(members, results, strict=True):
+                status = self._guarded(
+                    inspection_id, partial(self._finish, inspection_id, result, model_id)
+                )
+                self._done(inspection_id, future, status)
+
+    def _guarded(self, inspection_id: str, step: Callable[[], T]) -> T | str:
+        """Run one inspection's step; a failure ends that inspection, never the thread."""
+        try:
+            return step()
+        except OperationalError as exc:  # the database is away: leave it to the keeper
+            log.warning(
+                "inspection %s left for later: database unavailable: %s", inspection_id, exc
+            )
+            return "interrupted"
+        except Exception as exc:
+            log.exception("inspection %s crashed", inspection_id)
+            try:
+                return self._fail(inspection_id, f"internal error: {exc}")
+            except Exception as again:
+                log.warning("inspection %s left unfinished: %s", inspection_id, again)
+                return "interrupted"
+
+    def _done(self, inspection_id: str, future: Future[str], status: object) -> None:
+        with self._lock:
+            self._queued.discard(inspection_id)
+        self.release()
+        if not future.done():  # a waiter that gave up may have cancelled it
+            future.set_result(str(status))
+
+    def _claim(self, inspection_id: str) -> Claim | str:
+        """Mark it running under this process's lease and read its photo; or its status when
+        it is gone, finished, or held by another live process."""
         with self.sessions.begin() as session:
             claimed = session.execute(
                 update(Inspection)
@@ -208,20 +289,15 @@ class InspectionRunner:
             if row is None:
                 return "deleted"
             if claimed.rowcount != 1:  # type: ignore[attr-defined]
-                return row.status  # finished, or held by another live process
-            params = dict(row.params)
-            model_id = row.model_id
-            data = read_bytes(session, row.image_blob_id)
-        try:
-            model_id, predictor = self.registry.get(model_id)
-            image = open_image(data, predictor.config.max_pixels)
-            del data
-            crack_map = predictor.inspect_image(
-                image, params.get("tile"), params.get("stride"), params.get("threshold")
-            )
-            overlay = render_overlay(image, crack_map)
-        except Exception as exc:
-            return self._fail(inspection_id, str(exc))
+                return str(row.status)  # finished, or held by another live process
+            return Claim(dict(row.params), row.model_id, read_bytes(session, row.image_blob_id))
+
+    def _finish(self, inspection_id: str, result: MappedPhoto | Exception, model_id: str) -> str:
+        """Store a map and its overlay (waiting out a short database outage), or the failure."""
+        if isinstance(result, Exception):
+            return self._fail(inspection_id, str(result))
+        crack_map = result.crack_map
+        overlay = render_overlay(result.preview, crack_map)
         self.metrics.observe_tiles(len(crack_map.table), crack_map.timings.get("tiles_s", 0.0))
         tiles_npz = crack_map.table.to_npz()
         waited = 0.0

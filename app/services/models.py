@@ -85,6 +85,7 @@ class ModelRegistry:
         config = InferenceConfig(
             device=self.settings.inference_device,
             batch_size=self.settings.inference_batch_size,
+            cpu_bf16=self.settings.inference_cpu_bf16,
             max_pixels=self.settings.max_image_pixels,
             threshold=self.settings.default_threshold,
         )

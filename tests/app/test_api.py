@@ -770,7 +770,7 @@ def test_inspections_held_by_a_live_process_are_left_to_it(api_factory, tmp_path
     with transaction(url) as session:
         alive = session.get(Inspection, ids["alive"])
         assert (alive.status, alive.lease_owner) == ("running", "another-host:1:abcd")
-        assert runner._run(ids["alive"]) == "running"  # noqa: SLF001  refused, not run twice
+        assert runner._claim(ids["alive"]) == "running"  # noqa: SLF001  refused, not run twice
         finished = session.get(Inspection, ids["dead"])
         assert finished.lease_owner is None and finished.crackmap is not None
 

@@ -9,8 +9,8 @@ For each backbone, tiles/s of:
 the peak RSS of a 100 MP inspection with resnet18 (in a fresh process), and with --service
 the maps/s that 4 concurrent HTTP clients get from a running `crackscan serve` on the device.
 
-    python -m bench.inference                             # CPU: resnet18 + resnet50, fp32
-    python -m bench.inference --cpu-bf16 --skip-rss       # CPU, bf16 autocast (AMX / AVX512-BF16)
+    python -m bench.inference                  # CPU: resnet18 + resnet50 (bf16 where native)
+    python -m bench.inference --no-cpu-bf16    # CPU in fp32
     python -m bench.inference --device cuda --skip-rss --service   # GPU: resident path, bf16
 """
 
@@ -64,9 +64,10 @@ def random_checkpoint(backbone: str, size: int) -> Checkpoint:
     )
 
 
-def bare_forward(predictor: Predictor, batch: int, repeats: int) -> float:
+def bare_forward(predictor: Predictor, batch: int, repeats: int, batches: int = 4) -> list[float]:
     """(a): tiles/s of model(x) on a ready, normalised batch already on the device, in the
-    predictor's precision."""
+    predictor's precision; one rate per repeat, each over `batches` forward passes (a single
+    pass is too short to time on a shared machine)."""
     size = predictor.checkpoint.input_size
     raw = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, device=predictor.device)
     x = normalise(raw, IMAGENET_MEAN, IMAGENET_STD).contiguous(memory_format=torch.channels_last)
@@ -74,14 +75,15 @@ def bare_forward(predictor: Predictor, batch: int, repeats: int) -> float:
 
     @torch.inference_mode()
     def run() -> None:
-        if dtype is None:
-            predictor.model(x)
-        else:
-            with torch.autocast(predictor.device.type, dtype=dtype):
+        for _ in range(batches):
+            if dtype is None:
                 predictor.model(x)
+            else:
+                with torch.autocast(predictor.device.type, dtype=dtype):
+                    predictor.model(x)
 
     run()
-    return batch / median([timed(run, predictor.device) for _ in range(repeats)])
+    return [batch * batches / timed(run, predictor.device) for _ in range(repeats)]
 
 
 def naive(predictor: Predictor, data: bytes, sample: int) -> float:
@@ -143,7 +145,7 @@ STAGES = ("decode_s", "tiling_s", "forward_s", "assemble_s")
 
 
 def service_figure(
-    device: str, backbone: str, size: int, data: bytes, clients: int, maps: int
+    device: str, backbone: str, size: int, data: bytes, clients: int, maps: int, cpu_bf16: bool
 ) -> dict[str, Any]:
     """Maps/s through HTTP: `crackscan serve` on the device (SQLite, no key), `clients`
     threads each posting the photo until `maps` maps are made; one untimed map first."""
@@ -169,6 +171,7 @@ def service_figure(
             "CRACKSCAN_AUTH_DISABLED": "true",
             "CRACKSCAN_EMBEDDED_WORKER": "false",
             "CRACKSCAN_INFERENCE_DEVICE": device,
+            "CRACKSCAN_INFERENCE_CPU_BF16": str(cpu_bf16).lower(),
             "CRACKSCAN_INSPECTION_WAIT_S": "900",
             "CRACKSCAN_INSPECTION_QUEUE_SIZE": str(2 * clients),
         }
@@ -262,7 +265,13 @@ def main(argv: list[str] | None = None) -> int:
         "--batch", type=int, default=None, help="default: the predictor's (32 CPU, by memory GPU)"
     )
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--cpu-bf16", action="store_true", help="bf16 autocast on the CPU")
+    parser.add_argument(
+        "--cpu-bf16",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="bf16 autocast on CPUs with native bf16 (the default there; --no-cpu-bf16: fp32)",
+    )
+    parser.add_argument("--name", help="results file stem (default: inference[_cuda][_bf16])")
     parser.add_argument("--naive-sample", type=int, default=64, help="tiles timed for (c)")
     parser.add_argument("--skip-rss", action="store_true")
     parser.add_argument(
@@ -283,8 +292,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         predictor.warm_up()
         predictor.inspect_bytes(data)  # the first map pays for lazy set-up (nvjpeg, cuDNN)
-        a = bare_forward(predictor, predictor.batch_size, args.repeats)
-        runs = [predictor.inspect_bytes(data) for _ in range(args.repeats)]
+        # (a) and (b) taken in turn, so that the shared machine's drift shows in both
+        rates, runs = bare_forward(predictor, predictor.batch_size, 1), []
+        for _ in range(args.repeats):
+            runs.append(predictor.inspect_bytes(data))
+            rates += bare_forward(predictor, predictor.batch_size, 1)
+        a = median(rates)
         b_seconds = median([r.timings["total_s"] for r in runs])
         tiles = len(runs[0].table)
         c = naive(predictor, data, args.naive_sample)
@@ -303,6 +316,9 @@ def main(argv: list[str] | None = None) -> int:
                 "b_over_a": tiles / b_seconds / a,
                 "b_over_c": tiles / b_seconds / c,
                 **{stage: median([r.timings[stage] for r in runs]) for stage in STAGES},
+                "forward_share": median(
+                    [r.timings["forward_s"] / r.timings["total_s"] for r in runs]
+                ),
                 "device_peak_mb": runs[-1].timings.get("device_peak_mb"),
             }
         )
@@ -320,8 +336,11 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     print("(b) by stage, seconds per map (medians):")
     print_table(
-        ["backbone", "decode", "tiling", "forward", "assemble", "device peak MB"],
-        [[r["backbone"], *(r[s] for s in STAGES), r["device_peak_mb"] or "-"] for r in rows],
+        ["backbone", "decode", "tiling", "forward", "assemble", "forward share", "device peak MB"],
+        [
+            [r["backbone"], *(r[s] for s in STAGES), r["forward_share"], r["device_peak_mb"] or "-"]
+            for r in rows
+        ],
     )
     rss = None if args.skip_rss else peak_rss_100mp(str(device), args.rss_batch)
     if rss:
@@ -333,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.service:
         service = service_figure(
             str(device), args.service_backbone, args.size, data, args.service_clients,
-            args.service_maps,
+            args.service_maps, args.cpu_bf16,
         )  # fmt: skip
         print(
             f"service: {service['maps']} maps by {service['clients']} HTTP clients with "
@@ -341,9 +360,9 @@ def main(argv: list[str] | None = None) -> int:
             f"maps/s (median latency {service['median_latency_s']:.2f} s)"
         )
     suffix = "" if device.type == "cpu" else f"_{device.type}"
-    suffix += "_bf16" if args.cpu_bf16 and device.type == "cpu" else ""
+    suffix += "_bf16" if first["precision"] == "bfloat16" and device.type == "cpu" else ""
     path = write_results(
-        f"inference{suffix}",
+        args.name or f"inference{suffix}",
         {
             "command": "python -m bench.inference "
             + " ".join(argv if argv is not None else sys.argv[1:]),

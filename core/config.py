@@ -72,7 +72,9 @@ class Settings(BaseSettings):
         "(at most 512) on CUDA",
     )
     inference_cpu_bf16: bool = Field(
-        False, description="bf16 autocast for inference on CPUs with AVX512-BF16 or AMX"
+        True,
+        description="bf16 autocast for inference on CPUs with AVX512-BF16 or AMX (fp32 on "
+        "others); false: fp32 everywhere",
     )
     default_threshold: float | None = Field(
         None,

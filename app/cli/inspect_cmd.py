@@ -41,8 +41,10 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--cpu-bf16",
-        action="store_true",
-        help="bf16 autocast on CPUs with AVX512-BF16 or AMX (docs/RESULTS.md §9 measures it)",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="bf16 autocast on CPUs with AVX512-BF16 or AMX, fp32 on others (docs/RESULTS.md "
+        "§9); --no-cpu-bf16: fp32",
     )
     p.add_argument("--device", default="auto")
     p.add_argument("--max-pixels", type=int, default=250_000_000)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 import warnings
@@ -68,7 +69,9 @@ class InferenceConfig:
     max_pixels: int = DEFAULT_MAX_PIXELS
     threshold: float | None = None  # None: the checkpoint's operating threshold
     amp: bool = True  # bf16/fp16 autocast on CUDA
-    cpu_bf16: bool = False  # bf16 autocast on CPUs with native bf16 (AVX512-BF16 or AMX)
+    # bf16 autocast on CPUs with native bf16 (AVX512-BF16 or AMX; fp32 on others): on the real
+    # test photos 99.96% of tile decisions match fp32, at twice the speed (bench.cpu_bf16)
+    cpu_bf16: bool = True
     # Decode onto the device and cut tiles there (None: on CUDA only). On the CPU the
     # tensor path and the PIL path give identical tiles; PIL is kept as the CPU default.
     resident: bool | None = None
@@ -148,9 +151,14 @@ class Predictor:
         return self.forward(batch).cpu()
 
     def warm_up(self) -> None:
-        """Run one batch so the first request does not pay for lazy initialisation."""
+        """Run one batch (and, on the resident path, one JPEG decode: nvjpeg starts lazily)
+        so the first request does not pay for lazy initialisation."""
         size = self.checkpoint.input_size
         self.predict_batch(torch.zeros(1, 3, size, size, dtype=torch.uint8))
+        if self.resident:
+            buffer = io.BytesIO()
+            Image.new("RGB", (16, 16)).save(buffer, format="JPEG")
+            decode_to_device(buffer.getvalue(), self.device)
 
     def inspect_bytes(
         self,

@@ -39,7 +39,9 @@ def test_bf16_inference_agrees_with_cpu():
     bf16 features were, so the old test could not fail)."""
     image = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
     ckpt = random_checkpoint()
-    cpu = Predictor(ckpt, InferenceConfig(device="cpu")).inspect_array(image, tile=32, stride=16)
+    cpu = Predictor(ckpt, InferenceConfig(device="cpu", cpu_bf16=False)).inspect_array(
+        image, tile=32, stride=16
+    )
     gpu = Predictor(ckpt, InferenceConfig(device="cuda", amp=True)).inspect_array(
         image, tile=32, stride=16
     )
@@ -86,7 +88,9 @@ def test_resident_path_in_fp32_makes_every_decision_the_cpu_makes(synthetic_mode
 
     ckpt = load_checkpoint(synthetic_model.path)
     data = survey_bytes(960, 640, "PNG")
-    cpu = Predictor(ckpt, InferenceConfig(device="cpu")).inspect_bytes(data, tile=48, stride=24)
+    cpu = Predictor(ckpt, InferenceConfig(device="cpu", cpu_bf16=False)).inspect_bytes(
+        data, tile=48, stride=24
+    )
     conv, matmul = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     try:
@@ -106,7 +110,9 @@ def test_resident_jpeg_path_in_bf16_agrees_with_the_cpu(synthetic_model):
 
     ckpt = load_checkpoint(synthetic_model.path)
     data = survey_bytes(1200, 800, "JPEG", orientation=6)
-    cpu = Predictor(ckpt, InferenceConfig(device="cpu")).inspect_bytes(data, tile=48, stride=24)
+    cpu = Predictor(ckpt, InferenceConfig(device="cpu", cpu_bf16=False)).inspect_bytes(
+        data, tile=48, stride=24
+    )
     predictor = Predictor(ckpt, InferenceConfig(device="cuda"))
     assert predictor.resident and predictor.batch_size >= 8
     gpu = predictor.inspect_bytes(data, tile=48, stride=24)

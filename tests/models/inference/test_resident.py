@@ -111,8 +111,13 @@ def test_tensor_path_and_pil_path_make_the_same_map(fmt, orientation):
     """fp32 on the CPU: the same pixels, tiles and forward passes, so every decision agrees."""
     data = encoded(photo(200, 130), fmt, orientation)
     ckpt = random_checkpoint()
-    pil = Predictor(ckpt, InferenceConfig(resident=False)).inspect_bytes(data, tile=32, stride=16)
-    tensor = Predictor(ckpt, InferenceConfig(resident=True)).inspect_bytes(data, tile=32, stride=16)
+    fp32 = {"cpu_bf16": False}
+    pil = Predictor(ckpt, InferenceConfig(resident=False, **fp32)).inspect_bytes(
+        data, tile=32, stride=16
+    )
+    tensor = Predictor(ckpt, InferenceConfig(resident=True, **fp32)).inspect_bytes(
+        data, tile=32, stride=16
+    )
     assert (pil.height, pil.width) == ((200, 130) if orientation in (6, 8) else (130, 200))
     assert np.std(pil.table.defect_probs) > 0.05
     np.testing.assert_allclose(tensor.table.probs, pil.table.probs, rtol=0, atol=1e-6)
@@ -151,7 +156,7 @@ def test_batch_size_defaults_to_32_on_the_cpu():
 def test_cpu_bf16_agrees_with_fp32():
     image = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
     ckpt = random_checkpoint()
-    fp32 = Predictor(ckpt).inspect_array(image, tile=32, stride=16)
+    fp32 = Predictor(ckpt, InferenceConfig(cpu_bf16=False)).inspect_array(image, tile=32, stride=16)
     bf16_predictor = Predictor(ckpt, InferenceConfig(cpu_bf16=True))
     bf16 = bf16_predictor.inspect_array(image, tile=32, stride=16)
     assert bf16_predictor.model_info["precision"] == "bfloat16"

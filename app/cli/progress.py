@@ -15,6 +15,11 @@ def on_terminal(stream: TextIO | None = None) -> bool:
     return bool(getattr(stream, "isatty", lambda: False)())
 
 
+def terminal_bar(stream: TextIO, **options: Any) -> tqdm | None:
+    """A tqdm bar on `stream` when it is a terminal; None (print lines instead) otherwise."""
+    return tqdm(file=stream, **options) if on_terminal(stream) else None
+
+
 def epoch_line(epoch: int, epochs: int, info: dict[str, Any]) -> str:
     """One epoch's figures as one line."""
     line = f"epoch {epoch}/{epochs}: loss {info['train_loss']:.4f}, val macro F {info['val_macro_f1']:.4f}"
@@ -32,17 +37,13 @@ class TrainingBar:
     def __init__(self, epochs: int, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stderr
         self.epochs = epochs
-        self.bar = (
-            tqdm(
-                total=100.0,
-                unit="%",
-                desc="training",
-                file=self.stream,
-                dynamic_ncols=True,
-                bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f}% [{elapsed}<{remaining}{postfix}]",
-            )
-            if on_terminal(self.stream)
-            else None
+        self.bar = terminal_bar(
+            self.stream,
+            total=100.0,
+            unit="%",
+            desc="training",
+            dynamic_ncols=True,
+            bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f}% [{elapsed}<{remaining}{postfix}]",
         )
 
     def __call__(self, epoch: int, step: int, info: dict[str, Any]) -> None:
@@ -77,16 +78,12 @@ class JobFollower:
         self.stream = stream or sys.stderr
         self.epochs = epochs
         self.shown = 0
-        self.bar = (
-            tqdm(
-                total=100.0,
-                desc="training",
-                unit="%",
-                file=self.stream,
-                bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}{postfix}]",
-            )
-            if on_terminal(self.stream)
-            else None
+        self.bar = terminal_bar(
+            self.stream,
+            total=100.0,
+            desc="training",
+            unit="%",
+            bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}{postfix}]",
         )
 
     def update(self, job: dict[str, Any]) -> None:
@@ -114,11 +111,8 @@ class TileBar:
     command prints one line per photo when it is done)."""
 
     def __init__(self, name: str, stream: TextIO | None = None) -> None:
-        stream = stream or sys.stderr
-        self.bar = (
-            tqdm(total=1, desc=name, unit="tile", file=stream, dynamic_ncols=True)
-            if on_terminal(stream)
-            else None
+        self.bar = terminal_bar(
+            stream or sys.stderr, total=1, desc=name, unit="tile", dynamic_ncols=True
         )
 
     def __call__(self, done: int, total: int) -> None:

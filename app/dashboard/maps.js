@@ -1,7 +1,7 @@
 // The Maps screen: the inspections list, one map in the viewer, and photo uploads.
 
 import { download, getBlob, getJson, messageOf, upload } from "./api.js";
-import { clearError, el, guarded, pct, progressBar, showError, when } from "./ui.js";
+import { clearError, dropZone, el, guarded, pct, progressBar, showError, when } from "./ui.js";
 import { MapViewer, countTiles, tileArrays } from "./viewer.js";
 
 const PAGE = 15;
@@ -26,18 +26,7 @@ export class MapsScreen {
     slider.addEventListener("input", () => this.setThreshold(Number(slider.value)));
     document.getElementById("get-overlay").addEventListener("click", guarded(() => this.downloadOverlay()));
     document.getElementById("get-geojson").addEventListener("click", guarded(() => this.downloadGeojson()));
-    this.dropZone(document.getElementById("photo-drop"), document.getElementById("photo-files"), (files) => this.uploadAll(files));
-  }
-
-  dropZone(zone, input, handle) {
-    zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("over"); });
-    zone.addEventListener("dragleave", () => zone.classList.remove("over"));
-    zone.addEventListener("drop", (e) => {
-      e.preventDefault();
-      zone.classList.remove("over");
-      handle([...e.dataTransfer.files]);
-    });
-    input.addEventListener("change", () => { handle([...input.files]); input.value = ""; });
+    dropZone(document.getElementById("photo-drop"), document.getElementById("photo-files"), (files) => this.uploadAll(files));
   }
 
   async refresh() {

@@ -3,7 +3,7 @@
 
 import { get, getJson, messageOf, openapi, send, upload } from "./api.js";
 import { lineChart } from "./charts.js";
-import { el, guarded, num, progressBar, when } from "./ui.js";
+import { dropZone, el, guarded, num, progressBar, when } from "./ui.js";
 
 const FINAL = ["succeeded", "failed", "cancelled"];
 const LOSS_HINTS = {
@@ -24,11 +24,8 @@ export class TrainingScreen {
     document.getElementById("job-loss").addEventListener("change", () => this.showHint());
     document.getElementById("job-cancel").addEventListener("click", guarded(() => this.cancel(), "training"));
     document.getElementById("job-retry").addEventListener("click", guarded(() => this.retry(), "training"));
-    const zone = document.getElementById("set-drop"), input = document.getElementById("set-file");
-    zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("over"); });
-    zone.addEventListener("dragleave", () => zone.classList.remove("over"));
-    zone.addEventListener("drop", (e) => { e.preventDefault(); zone.classList.remove("over"); guarded(() => this.uploadSet(e.dataTransfer.files[0]), "training")(); });
-    input.addEventListener("change", () => { const f = input.files[0]; input.value = ""; guarded(() => this.uploadSet(f), "training")(); });
+    const upload = guarded((files) => this.uploadSet(files[0]), "training");
+    dropZone(document.getElementById("set-drop"), document.getElementById("set-file"), upload);
   }
 
   async refresh() {

@@ -67,3 +67,19 @@ export function guarded(action, source = "action") {
     }
   };
 }
+
+/** Files dropped on `zone` or chosen with its `input`, handed to `handle` as an array. */
+export function dropZone(zone, input, handle) {
+  zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("over"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (e) => {
+    e.preventDefault();
+    zone.classList.remove("over");
+    handle([...e.dataTransfer.files]);
+  });
+  input.addEventListener("change", () => {
+    const files = [...input.files];
+    input.value = "";
+    handle(files);
+  });
+}

@@ -4,21 +4,20 @@
 
 const MAX_ZOOM = 8; // screen pixels per photo pixel
 
-/** The crack map's tiles as typed arrays (N = rows * cols, row-major). */
+/** The crack map's tiles as typed arrays (N = rows * cols, row-major: tile i is at row
+ * floor(i / cols), col i % cols, as the API lists them). */
 export function tileArrays(map, tiles) {
   const n = tiles.length;
   const classes = map.model.classes;
   const x = new Int32Array(n), y = new Int32Array(n), w = new Int32Array(n), h = new Int32Array(n);
   const defect = new Float32Array(n);
   const probs = new Float32Array(n * classes.length);
-  const index = new Int32Array(map.tiling.rows * map.tiling.cols).fill(-1);
   tiles.forEach((t, i) => {
     x[i] = t.x; y[i] = t.y; w[i] = t.w; h[i] = t.h;
     defect[i] = t.defect_prob;
     classes.forEach((c, k) => { probs[i * classes.length + k] = t.probs[c]; });
-    index[t.row * map.tiling.cols + t.col] = i;
   });
-  return { n, x, y, w, h, defect, probs, index, classes, rows: map.tiling.rows, cols: map.tiling.cols };
+  return { n, x, y, w, h, defect, probs, classes, rows: map.tiling.rows, cols: map.tiling.cols };
 }
 
 /** Tiles per class (the most probable class) and defect tiles at `threshold`. */
@@ -159,16 +158,16 @@ export class MapViewer {
   tileAt(px, py) {
     const t = this.tiles;
     if (!t || t.n === 0) return -1;
-    const stepY = t.rows > 1 ? t.y[t.index[t.cols]] - t.y[t.index[0]] : t.h[0];
-    const stepX = t.cols > 1 ? t.x[t.index[1]] - t.x[t.index[0]] : t.w[0];
+    const stepY = t.rows > 1 ? t.y[t.cols] - t.y[0] : t.h[0];
+    const stepX = t.cols > 1 ? t.x[1] - t.x[0] : t.w[0];
     const r0 = Math.round((py - t.h[0] / 2) / Math.max(1, stepY));
     const c0 = Math.round((px - t.w[0] / 2) / Math.max(1, stepX));
     let best = -1, bestDistance = Infinity;
     for (let r = r0 - 1; r <= r0 + 1; r++) {
       for (let c = c0 - 1; c <= c0 + 1; c++) {
         if (r < 0 || c < 0 || r >= t.rows || c >= t.cols) continue;
-        const i = t.index[r * t.cols + c];
-        if (i < 0 || px < t.x[i] || py < t.y[i] || px >= t.x[i] + t.w[i] || py >= t.y[i] + t.h[i]) continue;
+        const i = r * t.cols + c;
+        if (i >= t.n || px < t.x[i] || py < t.y[i] || px >= t.x[i] + t.w[i] || py >= t.y[i] + t.h[i]) continue;
         const d = (px - t.x[i] - t.w[i] / 2) ** 2 + (py - t.y[i] - t.h[i] / 2) ** 2;
         if (d < bestDistance) { best = i; bestDistance = d; }
       }
@@ -181,10 +180,10 @@ export class MapViewer {
     const i = this.tileAt((cx - v.ox) / v.scale, (cy - v.oy) / v.scale);
     if (i < 0) return this.hideTooltip();
     const t = this.tiles;
-    const row = Math.floor(t.y[i]), C = t.classes.length;
+    const C = t.classes.length;
     const lines = t.classes.map((c, k) => `${c}: ${t.probs[i * C + k].toFixed(3)}`);
     const r = Math.floor(i / t.cols), c = i % t.cols;
-    this.tooltip.textContent = `tile row ${r}, col ${c} (x ${t.x[i]}, y ${row})\np(defect) ${t.defect[i].toFixed(3)}\n${lines.join("\n")}`;
+    this.tooltip.textContent = `tile row ${r}, col ${c} (x ${t.x[i]}, y ${t.y[i]})\np(defect) ${t.defect[i].toFixed(3)}\n${lines.join("\n")}`;
     this.tooltip.hidden = false;
     this.tooltip.style.left = `${Math.min(cx + 14, this.cssWidth - 200)}px`;
     this.tooltip.style.top = `${Math.min(cy + 14, this.cssHeight - 90)}px`;

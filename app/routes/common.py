@@ -77,8 +77,11 @@ def blob_response(
 
 def etag_of(*parts: Any) -> str:
     """A weak entity tag naming these parts' values (what the answer is made from)."""
-    digest = hashlib.blake2b(repr(parts).encode(), digest_size=12).hexdigest()
-    return f'W/"{digest}"'
+    return _weak_tag(repr(parts).encode())
+
+
+def _weak_tag(content: bytes) -> str:
+    return f'W/"{hashlib.blake2b(content, digest_size=12).hexdigest()}"'
 
 
 def not_modified(request: Request, etag: str) -> Response | None:
@@ -95,7 +98,7 @@ def not_modified(request: Request, etag: str) -> Response | None:
 def tagged_json(request: Request, body: BaseModel) -> Response:
     """`body` as JSON with an ETag of its bytes; a 304 when the client already has them."""
     content = body.model_dump_json().encode()
-    etag = f'W/"{hashlib.blake2b(content, digest_size=12).hexdigest()}"'
+    etag = _weak_tag(content)
     return not_modified(request, etag) or Response(
         content, media_type="application/json", headers={"ETag": etag}
     )

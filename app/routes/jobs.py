@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import delete, select
@@ -58,19 +60,38 @@ def create_job(body: JobCreate, request: Request) -> JSONResponse:
             config = TrainConfig(**fields)
         except ValueError as exc:
             raise Unprocessable(str(exc)) from exc
-        job = TrainingJob(
-            dataset_id=datasets[0].id if datasets else None,
-            dataset_ids=[d.id for d in datasets],
-            base_model_id=body.base_model_id,
-            config=config.to_dict(),
-            auto_activate=body.auto_activate,
-            feedback=body.feedback,
-            status=JobStatus.QUEUED,
+        job_id = _add_job(
+            session,
+            [d.id for d in datasets],
+            body.base_model_id,
+            config.to_dict(),
+            body.auto_activate,
+            body.feedback,
         )
-        session.add(job)
-        session.flush()
-        job_id = job.id
     return _enqueue(request, job_id)
+
+
+def _add_job(
+    session: Session,
+    dataset_ids: list[str],
+    base_model_id: str | None,
+    config: dict[str, Any],
+    auto_activate: bool,
+    feedback: bool,
+) -> str:
+    """Store a queued job row (not yet sent to the broker); its id."""
+    job = TrainingJob(
+        dataset_id=dataset_ids[0] if dataset_ids else None,
+        dataset_ids=dataset_ids,
+        base_model_id=base_model_id,
+        config=config,
+        auto_activate=auto_activate,
+        feedback=feedback,
+        status=JobStatus.QUEUED,
+    )
+    session.add(job)
+    session.flush()
+    return str(job.id)
 
 
 def _enqueue(request: Request, job_id: str) -> JSONResponse:
@@ -152,18 +173,14 @@ def retry_job(job_id: str, request: Request) -> JSONResponse:
                 raise Conflict(f"job {job_id} started from model {old.base_model_id}, now deleted")
             if old.feedback:
                 _check_feedback(session, base, int(old.config.get("seed", 0)))
-        job = TrainingJob(
-            dataset_id=old.dataset_id,
-            dataset_ids=list(old.dataset_ids or []),
-            base_model_id=old.base_model_id,
-            config=dict(old.config),
-            auto_activate=old.auto_activate,
-            feedback=old.feedback,
-            status=JobStatus.QUEUED,
+        new_id = _add_job(
+            session,
+            list(old.dataset_ids or []),
+            old.base_model_id,
+            dict(old.config),
+            old.auto_activate,
+            old.feedback,
         )
-        session.add(job)
-        session.flush()
-        new_id = job.id
     return _enqueue(request, new_id)
 
 

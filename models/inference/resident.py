@@ -13,6 +13,7 @@ import warnings
 
 import numpy as np
 import torch
+from PIL import Image
 
 from models.imageio import ImageDecodeError
 from models.inference.intake import DEFAULT_MAX_PIXELS, _open_header, open_image, probe
@@ -24,7 +25,14 @@ def exif_orientation(data: bytes) -> int:
     """The EXIF orientation (1-8) from the header alone; 1 when absent or unreadable."""
     try:
         with _open_header(data) as image:
-            value = int(image.getexif().get(ORIENTATION_TAG, 1))
+            return _orientation_of(image)
+    except ImageDecodeError:
+        return 1
+
+
+def _orientation_of(image: Image.Image) -> int:
+    try:
+        value = int(image.getexif().get(ORIENTATION_TAG, 1))
     except Exception:  # a broken EXIF block: PIL's exif_transpose ignores it as well
         return 1
     return value if 1 <= value <= 8 else 1
@@ -55,13 +63,16 @@ def orient(image: torch.Tensor, orientation: int) -> torch.Tensor:
     return image
 
 
-def _nvjpeg_can_read(data: bytes) -> bool:
-    """Baseline or progressive 8-bit JPEG in YCbCr or greyscale (not CMYK, not 12-bit)."""
+def _nvjpeg_orientation(data: bytes) -> int | None:
+    """The EXIF orientation of a JPEG that nvjpeg can decode (8-bit, YCbCr or greyscale: not
+    CMYK, not 12-bit); None for anything else. One read of the header."""
     try:
         with _open_header(data) as image:
-            return image.format == "JPEG" and image.mode in ("RGB", "L")
+            if image.format != "JPEG" or image.mode not in ("RGB", "L"):
+                return None
+            return _orientation_of(image)
     except ImageDecodeError:
-        return False
+        return None
 
 
 def decode_to_device(
@@ -72,8 +83,11 @@ def decode_to_device(
     Raises ImageTooLargeError over the pixel cap (from the header, before decoding) and
     ImageDecodeError for a truncated or corrupt file, as open_image does.
     """
-    probe(data, max_pixels)
-    if device.type == "cuda" and _nvjpeg_can_read(data):
+    orientation = None
+    if device.type == "cuda":
+        probe(data, max_pixels)  # open_image checks the cap itself on the other path
+        orientation = _nvjpeg_orientation(data)
+    if orientation is not None:
         from torchvision.io import ImageReadMode, decode_jpeg
 
         try:
@@ -81,7 +95,7 @@ def decode_to_device(
             decoded = decode_jpeg(encoded, mode=ImageReadMode.RGB, device=device)
         except RuntimeError as exc:
             raise ImageDecodeError(f"the image is truncated or corrupt: {exc}") from exc
-        return orient(decoded, exif_orientation(data)).contiguous()
+        return orient(decoded, orientation).contiguous()
     return to_device(np.asarray(open_image(data, max_pixels), dtype=np.uint8), device)
 
 

@@ -151,7 +151,12 @@ def shared_batches(
             filled += count
             first += count
             if filled == batch_size:
-                yield pieces, parts[0] if len(parts) == 1 else torch.cat(parts)
+                yield pieces, _joined(parts)
                 pieces, parts, filled = [], [], 0
     if pieces:
-        yield pieces, parts[0] if len(parts) == 1 else torch.cat(parts)
+        yield pieces, _joined(parts)
+
+
+def _joined(parts: list[torch.Tensor]) -> torch.Tensor:
+    """One batch from its parts; a batch from one photo is not copied again."""
+    return parts[0] if len(parts) == 1 else torch.cat(parts)

@@ -67,19 +67,11 @@ def test_amp_training_step_runs_with_fp32_loss(tiny_set):
 
 
 def survey_bytes(width: int, height: int, fmt: str, orientation: int = 1) -> bytes:
-    from PIL import Image
-
     from models.synthetic import make_survey
+    from tests.models.inference.test_resident import encoded
 
     photo, _ = make_survey(width, height, seed=5, cracks=6)
-    exif = Image.Exif()
-    if orientation != 1:
-        exif[0x0112] = orientation
-    buffer = io.BytesIO()
-    photo.save(
-        buffer, format=fmt, exif=exif.tobytes(), **({"quality": 92} if fmt == "JPEG" else {})
-    )
-    return buffer.getvalue()
+    return encoded(photo, fmt, orientation)
 
 
 def test_resident_path_in_fp32_makes_every_decision_the_cpu_makes(synthetic_model):

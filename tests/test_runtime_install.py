@@ -135,6 +135,12 @@ def test_serve_and_worker_from_a_runtime_only_install(tmp_path, postgres_url):
             job = request(f"{base}/v1/jobs/{job['id']}", key)
         assert job["status"] == "succeeded", f"{job}\n{log_tail()}"
         assert "ModuleNotFoundError" not in log_tail()
+        # the dashboard's page and every module and style sheet it loads ship in the wheel
+        page = urllib.request.urlopen(f"{base}/dashboard", timeout=10).read().decode()
+        assert "/dashboard/assets/main.js" in page
+        for asset in sorted((REPO / "app" / "dashboard").glob("*.[jc]s*")):
+            with urllib.request.urlopen(f"{base}/dashboard/assets/{asset.name}", timeout=10) as got:
+                assert got.read() == asset.read_bytes(), asset.name
     finally:
         for process in processes.values():
             if process.poll() is None:

@@ -109,6 +109,7 @@ class RunSpec:
             lam0=self.lam0,
             num_workers=1,
             augment="flip",  # the paper's recipe, as the recorded study ran
+            cpu_bf16=False,  # the study ran in float32, before bf16 training was the default
             **LOSSES[self.loss],  # type: ignore[arg-type]
         )
 

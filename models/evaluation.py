@@ -61,7 +61,15 @@ def detection_on(
         raise ValueError(f"the set's classes {data.classes} are not the model's {ckpt.classes}")
     device = device or torch.device("cpu")
     images, labels = load_tiles(data.source, samples, ckpt.input_size)
-    logits = predict_logits(ckpt.build_model(device), images, device, batch_size)
+    logits = predict_logits(
+        ckpt.build_model(device),
+        images,
+        device,
+        batch_size,
+        False,
+        tuple(ckpt.mean),
+        tuple(ckpt.std),
+    )
     probs = torch.softmax(logits.double() / ckpt.temperature, 1)
     defect_index = [ckpt.classes.index(c) for c in ckpt.defect_classes]
     score, truth = defect_scores(probs, labels, defect_index)

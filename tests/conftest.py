@@ -78,8 +78,10 @@ def synthetic_model(synthetic_set, tmp_path_factory) -> TrainedModel:
 
 def bare_step_seconds(config: TrainConfig) -> float:
     """Median seconds of one forward, backward and SGD step of the config's network on a
-    random batch: this machine's speed, as the baseline of the training-time test."""
+    random batch, in the config's precision: this machine's speed, as the baseline of the
+    training-time test."""
     from models.backbones import build_classifier
+    from models.device import autocast
 
     model = build_classifier(config.backbone, 2).to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
@@ -89,7 +91,9 @@ def bare_step_seconds(config: TrainConfig) -> float:
     times = []
     for i in range(12):
         started = time.perf_counter()
-        loss = torch.nn.functional.cross_entropy(model(x), y)
+        with autocast(torch.device("cpu"), True, config.cpu_bf16):
+            features = model.forward_features(x)
+        loss = torch.nn.functional.cross_entropy(model.head(features.float()), y)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

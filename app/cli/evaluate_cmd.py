@@ -54,7 +54,15 @@ def run(args: argparse.Namespace) -> int:
     )
     images, local = load_tiles(data.source, samples, ckpt.input_size)
     device = select_device(args.device)
-    logits = predict_logits(ckpt.build_model(device), images, device, args.batch_size)
+    logits = predict_logits(
+        ckpt.build_model(device),
+        images,
+        device,
+        args.batch_size,
+        False,
+        tuple(ckpt.mean),
+        tuple(ckpt.std),
+    )
     probs = torch.softmax(logits.double() / ckpt.temperature, 1)
     defect_index = [ckpt.classes.index(c) for c in ckpt.defect_classes]
     score, _ = defect_scores(probs, local, defect_index)

@@ -15,6 +15,7 @@ from models.data.sources import open_source
 from models.data.tensors import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    balanced_sample,
     epoch_batches,
     load_tile,
     load_tiles,
@@ -29,6 +30,7 @@ __all__ = [
     "IMAGENET_STD",
     "LabelledSet",
     "Sample",
+    "balanced_sample",
     "epoch_batches",
     "is_defect_name",
     "load_labelled_set",

@@ -132,24 +132,38 @@ def label_tiles(mask: np.ndarray, tile: int) -> tuple[list[tuple[int, int, int]]
     """
     height, width = mask.shape
     stride = max(1, tile // 2)
-    # Crack pixels in any window from one summed-area table.
-    table = np.zeros((height + 1, width + 1), dtype=np.int64)
-    table[1:, 1:] = mask.astype(np.int64).cumsum(0).cumsum(1)
+    origins = [
+        (x, y) for y in tile_origins(height, tile, stride) for x in tile_origins(width, tile, stride)
+    ]
+    boxes = [(x, y, tile, tile) for x, y in origins]  # cut short by a photo under a tile
     kept: list[tuple[int, int, int]] = []
     counts: Counter[str] = Counter()
-    for y in tile_origins(height, tile, stride):
-        for x in tile_origins(width, tile, stride):
-            y1, x1 = min(height, y + tile), min(width, x + tile)
-            n = table[y1, x1] - table[y, x1] - table[y1, x] + table[y, x]
-            if n >= tile:
-                kept.append((x, y, 0))
-                counts["crack"] += 1
-            elif n == 0:
-                kept.append((x, y, 1))
-                counts["no_crack"] += 1
-            else:
-                counts["left_out"] += 1
+    for (x, y), label in zip(origins, box_labels(mask, boxes), strict=True):
+        counts[label] += 1
+        if label != "left_out":
+            kept.append((x, y, MASK_CLASSES.index(label)))
     return kept, counts
+
+
+def box_labels(mask: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> list[str]:
+    """Label given tiles of a photo by MASK_TILE_RULE: how a map's tiles are scored.
+
+    Args:
+        mask: (H, W) bool crack mask.
+        boxes: [(x, y, w, h)] in the mask's pixels (clipped to it); the rule's side is
+            min(w, h).
+
+    Returns:
+        "crack", "no_crack" or "left_out" per box.
+    """
+    table = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1), dtype=np.int64)
+    table[1:, 1:] = mask.astype(np.int64).cumsum(0).cumsum(1)
+    out = []
+    for x, y, w, h in boxes:
+        x1, y1 = min(mask.shape[1], x + w), min(mask.shape[0], y + h)
+        n = table[y1, x1] - table[y, x1] - table[y1, x] + table[y, x]
+        out.append("crack" if n >= min(w, h) else "no_crack" if n == 0 else "left_out")
+    return out
 
 
 def read_mask(source: FileSource, name: str) -> np.ndarray:

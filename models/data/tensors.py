@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -75,25 +75,30 @@ def load_tiles(
     size: int,
     threads: int = 2,
     spill_dir: str | Path | None = None,
+    on_decoded: Callable[[int], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode every file once: (N, 3, size, size) uint8 images and (N,) int64 labels.
 
     The set was verified when loaded, so decoding here does not fail on corrupt files.
     With spill_dir, the images live in a memory-mapped file there (see tile_storage).
+    on_decoded(n) is called in the caller's thread as each file's n tiles are done.
     """
     images = tile_storage(len(samples), size, spill_dir)
     by_file: dict[str, list[int]] = {}
     for i, sample in enumerate(samples):
         by_file.setdefault(sample.name, []).append(i)
 
-    def fill(indices: list[int]) -> None:
+    def fill(indices: list[int]) -> int:
         group = [samples[i] for i in indices]
         tiles = load_sample_tiles(source.read(group[0].name), group, size)
         for i, tile in zip(indices, tiles, strict=True):
             images[i] = tile
+        return len(indices)
 
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        list(pool.map(fill, by_file.values()))
+        for n in pool.map(fill, by_file.values()):
+            if on_decoded is not None:
+                on_decoded(n)
     labels = torch.tensor([s.label for s in samples], dtype=torch.int64)
     return images, labels
 
@@ -105,6 +110,37 @@ def normalise(batch: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ..
     return (batch.float() - m) / s
 
 
+def balanced_sample(labels: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+    """n indices into `labels`, an equal share from each class present, drawn with `generator`.
+
+    Class c (of K present, with m_c tiles) gets n // K tiles, the first n mod K classes one
+    more. Within a class the draw is without replacement while it lasts: a class smaller
+    than its share is taken whole, then again in another order, so no tile repeats before
+    every tile of its class has been drawn.
+
+    Args:
+        labels: (N,) int64 class indices.
+        n: the sample size, >= 1.
+
+    Returns:
+        (n,) int64 indices, in class order (the caller shuffles them).
+    """
+    if n < 1:
+        raise ValueError(f"the sample size must be >= 1, got {n}")
+    present = torch.unique(labels)
+    if present.numel() == 0:
+        return torch.zeros(0, dtype=torch.int64)
+    share, extra = divmod(n, int(present.numel()))
+    parts = []
+    for k, cls in enumerate(present.tolist()):
+        pool = torch.nonzero(labels == cls).flatten()
+        want = share + (1 if k < extra else 0)
+        rounds = -(-want // pool.numel())  # ceil
+        draws = [pool[torch.randperm(pool.numel(), generator=generator)] for _ in range(rounds)]
+        parts.append(torch.cat(draws)[:want] if draws else pool[:0])
+    return torch.cat(parts)
+
+
 def epoch_batches(
     images: torch.Tensor,
     labels: torch.Tensor,
@@ -112,19 +148,26 @@ def epoch_batches(
     generator: torch.Generator,
     augment: str,
     drop_last: bool = True,
+    sample_size: int | None = None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Shuffled, augmented batches for one epoch, every random draw from `generator`.
 
     The order and the augmentations (models.data.augment: none, flip or survey) depend
     only on the generator's seed, so an epoch is reproduced exactly when training resumes.
+    With sample_size, the epoch covers a class-balanced sample of that many tiles
+    (balanced_sample), drawn from the same generator first; else every tile once.
     """
     check_augment(augment)
-    n = images.shape[0]
-    order = torch.randperm(n, generator=generator)
-    if augment == "flip":
-        flips = torch.rand(n, generator=generator) < 0.5
+    if sample_size is None:
+        pool = torch.arange(images.shape[0])
     else:
-        flips = torch.zeros(n, dtype=torch.bool)
+        pool = balanced_sample(labels, sample_size, generator)
+    n = pool.numel()
+    order = pool[torch.randperm(n, generator=generator)]
+    if augment == "flip":  # one coin per tile, as before sampling existed
+        flips = torch.rand(images.shape[0], generator=generator) < 0.5
+    else:
+        flips = torch.zeros(images.shape[0], dtype=torch.bool)
     stop = n - n % batch_size if drop_last and n >= batch_size else n
     for start in range(0, stop, batch_size):
         idx = order[start : start + batch_size]

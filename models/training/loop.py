@@ -7,6 +7,7 @@ fits the temperature T and the operating threshold on validation, and reports on
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 import time
@@ -81,13 +82,14 @@ def fit(
             (N,) int64)}, in data.splits' order; by default they are decoded here.
     """
     device = select_device(config.device)
+    config, data = _inherit(config, data, resume or init)
     torch.manual_seed(config.seed)  # before the weights are drawn: the run is a function of it
-    tiles = _decoded_tiles(config, data, tiles)
+    tiles = _decoded_tiles(config, data, tiles, progress)
     parts = _build(config, data, resume or init, device)
     state = RunState(history=[], best_f1=-1.0, best_state=None, start_epoch=0)
     if resume is not None:
         state = restore(resume, parts.optimizer)
-    n_train = tiles["train"][0].shape[0]
+    n_train = config.tiles_per_epoch or tiles["train"][0].shape[0]
     per_epoch = n_train // config.batch_size if n_train >= config.batch_size else 1
     total_steps = per_epoch * config.epochs
     cancelled = False
@@ -95,7 +97,9 @@ def fit(
         lr = config.lr_at(epoch)
         for group in parts.optimizer.param_groups:
             group["lr"] = lr
-        on_step = _step_hook(progress, should_cancel, epoch, per_epoch, total_steps)
+        on_step = _step_hook(
+            progress, should_cancel, epoch, per_epoch, total_steps, config.batch_size
+        )
         try:
             train_loss, steps, seen, seconds = _train_epoch(
                 parts, tiles, config, device, epoch, per_epoch * epoch, total_steps, on_step
@@ -123,15 +127,43 @@ def fit(
     return TrainResult(final, state.history, cancelled, final.metrics)
 
 
-def _decoded_tiles(config: TrainConfig, data: LabelledSet, tiles: Tiles | None) -> Tiles:
-    """The given tiles once checked against the set, or every split decoded now."""
+def _inherit(
+    config: TrainConfig, data: LabelledSet, base: Checkpoint | None
+) -> tuple[TrainConfig, LabelledSet]:
+    """The run's normalisation and tile size made explicit: the base model's when it
+    fine-tunes one and the config or the data leave them open, else ImageNet's statistics
+    and the data's tile size. The checkpoint records what was used."""
+    mean, std = config.normalisation()
+    if base is not None:
+        mean = tuple(config.mean or base.mean)
+        std = tuple(config.std or base.std)
+    config = dataclasses.replace(config, mean=[float(v) for v in mean], std=[float(v) for v in std])
+    if data.tile_px is None and base is not None and base.tile_px is not None:
+        data = dataclasses.replace(data, tile_px=int(base.tile_px))
+    return config, data
+
+
+def _decoded_tiles(
+    config: TrainConfig, data: LabelledSet, tiles: Tiles | None, progress: ProgressFn | None
+) -> Tiles:
+    """The given tiles once checked against the set, or every split decoded now (reported
+    to `progress` as phase "decode" with the tiles done and their total)."""
     if tiles is not None:
         _check_given_tiles(data, tiles, config.image_size)
         return tiles
     threads = config.num_workers or os.cpu_count() or 1
     spill = _spill_dir(data, config)
+    total = sum(len(v) for v in data.splits.values())
+    done = 0
+
+    def decoded(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(0, 0, {"phase": "decode", "done": done, "total": total})
+
     return {
-        s: load_tiles(data.source, data.splits[s], config.image_size, threads, spill)
+        s: load_tiles(data.source, data.splits[s], config.image_size, threads, spill, decoded)
         for s in data.splits
     }
 
@@ -175,7 +207,11 @@ def _train_epoch(
 ) -> tuple[float, int, int, float]:
     """One epoch in its seeded order: (mean loss, steps, images, seconds)."""
     batches = epoch_batches(
-        *tiles["train"], config.batch_size, epoch_generator(config.seed, epoch), config.augment
+        *tiles["train"],
+        config.batch_size,
+        epoch_generator(config.seed, epoch),
+        config.augment,
+        sample_size=config.tiles_per_epoch,
     )
     started = time.perf_counter()
     loss, steps, seen = train_one_epoch(
@@ -198,13 +234,22 @@ def _step_hook(
     epoch: int,
     per_epoch: int,
     total_steps: int,
+    batch_size: int,
 ) -> Callable[[int, float], None]:
-    """Called after every step: report the percentage done, and stop when cancelled."""
+    """Called after every step: report the percentage and the epoch's tiles done, and stop
+    when cancelled."""
 
     def on_step(step: int, loss: float) -> None:
         if progress is not None:
             done = (epoch * per_epoch + step) / max(1, total_steps)
-            progress(epoch, step, {"phase": "train", "loss": loss, "percent": 100.0 * done})
+            info = {
+                "phase": "train",
+                "loss": loss,
+                "percent": 100.0 * done,
+                "tiles_done": step * batch_size,
+                "epoch_tiles": per_epoch * batch_size,
+            }
+            progress(epoch, step, info)
         if should_cancel is not None and should_cancel():
             raise Cancelled
 
@@ -223,7 +268,14 @@ def _validate(
     model: Classifier, tiles: Tiles, data: LabelledSet, config: TrainConfig, device: torch.device
 ) -> dict[str, float]:
     """The epoch's validation figures: macro F (which picks the best epoch), accuracy, ECE, NLL."""
-    logits = predict_logits(model, tiles["val"][0], device, config.eval_batch_size, config.cpu_bf16)
+    logits = predict_logits(
+        model,
+        tiles["val"][0],
+        device,
+        config.eval_batch_size,
+        config.cpu_bf16,
+        *config.normalisation(),
+    )
     val = evaluation_report(logits, tiles["val"][1], data.classes)
     return {
         "val_macro_f1": val["macro_f1"],

@@ -15,7 +15,7 @@ from torch import nn
 
 from models.backbones import Classifier
 from models.checkpoint import Checkpoint
-from models.data import IMAGENET_MEAN, IMAGENET_STD, LabelledSet
+from models.data import LabelledSet
 from models.training.config import TrainConfig
 from models.training.report import final_report
 from models.training.steps import predict_logits
@@ -86,8 +86,8 @@ def _checkpoint(
         classes=list(data.classes),
         defect_classes=list(data.defect_classes),
         input_size=config.image_size,
-        mean=list(IMAGENET_MEAN),
-        std=list(IMAGENET_STD),
+        mean=list(config.normalisation()[0]),
+        std=list(config.normalisation()[1]),
         model_state={k: v.detach().cpu().clone() for k, v in weights.items()},
         temperature=temperature,
         estimator_state=None
@@ -116,10 +116,11 @@ def finish(
     """Load the best epoch, calibrate and choose the threshold on val, report val and test."""
     if state.best_state is not None:
         model.load_state_dict(state.best_state)
+    mean, std = config.normalisation()
     report = final_report(
-        predict_logits(model, tiles["val"][0], device, config.eval_batch_size),
+        predict_logits(model, tiles["val"][0], device, config.eval_batch_size, False, mean, std),
         tiles["val"][1],
-        predict_logits(model, tiles["test"][0], device, config.eval_batch_size),
+        predict_logits(model, tiles["test"][0], device, config.eval_batch_size, False, mean, std),
         tiles["test"][1],
         data.classes,
         data.defect_classes,

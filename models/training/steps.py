@@ -39,9 +39,10 @@ def train_one_epoch(
     model.train()
     memory = torch.channels_last if config.channels_last else torch.contiguous_format
     scaler = torch.amp.GradScaler(enabled=amp_dtype(device) == torch.float16 and config.amp)
+    mean, std = config.normalisation()
     total, steps, images = 0.0, 0, 0
     for raw, labels in batches:
-        x = normalise(raw.to(device, non_blocking=True), IMAGENET_MEAN, IMAGENET_STD)
+        x = normalise(raw.to(device, non_blocking=True), mean, std)
         x = x.contiguous(memory_format=memory)
         y = labels.to(device, non_blocking=True)
         progress = min(1.0, (step0 + steps) / max(1, total_steps))
@@ -72,12 +73,15 @@ def predict_logits(
     device: torch.device,
     batch_size: int = 256,
     cpu_bf16: bool = False,
+    mean: tuple[float, ...] = IMAGENET_MEAN,
+    std: tuple[float, ...] = IMAGENET_STD,
 ) -> torch.Tensor:
-    """(N, 3, S, S) uint8 -> (N, C) float32 logits on the CPU."""
+    """(N, 3, S, S) uint8 -> (N, C) float32 logits on the CPU, the inputs normalised as
+    (x / 255 − mean) / std."""
     model.eval()
     out = []
     for start in range(0, images.shape[0], batch_size):
-        x = normalise(images[start : start + batch_size].to(device), IMAGENET_MEAN, IMAGENET_STD)
+        x = normalise(images[start : start + batch_size].to(device), mean, std)
         with autocast(device, True, cpu_bf16):
             out.append(model(x.contiguous(memory_format=torch.channels_last)).float().cpu())
     if not out:

@@ -29,10 +29,16 @@ def test_train_then_fine_tune_then_evaluate(tiny_set, tmp_path):
         tiny_set,
         "--epochs",
         "2",
+        "--tiles-per-epoch",
+        "64",
         "--image-size",
         "32",
         "--batch-size",
         "16",
+        "--augment",
+        "flip",
+        "--log-every",
+        "0",
         "--out",
         out,
         "--metrics-out",
@@ -40,30 +46,30 @@ def test_train_then_fine_tune_then_evaluate(tiny_set, tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert "wrote" in done.stdout and "test macro F" in done.stdout
-    assert "epoch 1/" in done.stderr and "\r" not in done.stderr  # a log: a line per epoch
+    # A log, not a terminal: no redrawn bars, but a line per epoch and (with --log-every 0)
+    # one per step in between, with the tiles done, the rate and both ETAs.
+    assert "epoch 1/" in done.stderr and "\r" not in done.stderr
+    assert "decoding tiles: 120/120" in done.stderr, done.stderr
+    steps = [line for line in done.stderr.splitlines() if "tiles/s" in line]
+    assert len(steps) == 2 * 64 // 16, done.stderr  # every step of both sampled epochs
+    assert steps[0].startswith("epoch 1/2: 16/64 tiles, ") and "epoch ETA" in steps[0]
+    assert "run ETA" in steps[-1] and steps[-1].startswith("epoch 2/2: 64/64 tiles")
     assert not out.with_name(out.name + ".partial").exists()
     ckpt = load_checkpoint(out)
-    assert ckpt.classes == ["crack", "no_crack"] and ckpt.config["loss"] == "igmsda"
+    assert ckpt.classes == ["crack", "no_crack"] and ckpt.config["loss"] == "igmsda-exact"
+    assert ckpt.config["tiles_per_epoch"] == 64
     saved = json.loads(metrics.read_text())
     assert 0 <= saved["test"]["macro_f1"] <= 1 and len(saved["history"]) == 2
 
+    # A fine-tune names only what changes: the recipe comes from the base model.
     tuned = tmp_path / "tuned.ckpt"
-    done = crackscan(
-        "train",
-        tiny_set,
-        "--epochs",
-        "1",
-        "--image-size",
-        "32",
-        "--batch-size",
-        "16",
-        "--init",
-        out,
-        "--out",
-        tuned,
-    )
+    done = crackscan("train", tiny_set, "--epochs", "1", "--init", out, "--out", tuned)
     assert done.returncode == 0, done.stderr
-    assert load_checkpoint(tuned).content_hash != ckpt.content_hash
+    fine = load_checkpoint(tuned)
+    assert fine.content_hash != ckpt.content_hash
+    assert (fine.input_size, fine.config["batch_size"], fine.config["augment"]) == (32, 16, "flip")
+    assert fine.config["loss"] == "igmsda-exact" and fine.mean == ckpt.mean
+    assert fine.config["tiles_per_epoch"] is None  # the run's length is not inherited
 
     done = crackscan("evaluate", tuned, tiny_set, "--json")
     assert done.returncode == 0, done.stderr

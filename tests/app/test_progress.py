@@ -60,3 +60,45 @@ def test_tile_progress_is_silent_in_a_log_and_a_bar_on_a_terminal():
             for done in range(0, 101, 10):
                 show(done, 100)
     assert log.getvalue() == "" and "wall.jpg" in screen.getvalue()
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_training_in_a_log_prints_a_line_at_least_every_interval_within_an_epoch():
+    log, clock = io.StringIO(), Clock()
+    bar = TrainingBar(2, log, interval_s=30.0, clock=clock)
+    bar(0, 0, {"phase": "decode", "done": 500, "total": 1000})  # the first report: a line
+    bar(0, 0, {"phase": "decode", "done": 900, "total": 1000})  # too soon: none
+    bar(0, 0, {"phase": "decode", "done": 1000, "total": 1000})  # done: always a line
+    for step in range(1, 101):  # 100 steps of 64 tiles, 1 s each: 1 epoch = 50% of the run
+        clock.now += 1.0
+        info = {"phase": "train", "loss": 0.5, "percent": step / 2.0}
+        bar(0, step, info | {"tiles_done": 64 * step, "epoch_tiles": 6400})
+    lines = log.getvalue().splitlines()
+    assert lines[:2] == ["decoding tiles: 500/1,000", "decoding tiles: 1,000/1,000"]
+    progress = lines[2:]
+    # One line per 30 s after the last one (the decoding's): steps 30, 60 and 90.
+    assert len(progress) == 3 and "\r" not in log.getvalue()
+    assert progress[0].startswith("epoch 1/2: 1,920/6,400 tiles, 64 tiles/s, ")
+    assert progress[1] == (
+        "epoch 1/2: 3,840/6,400 tiles, 64 tiles/s, epoch ETA 40 s, run ETA 2 min 20 s"
+    )
+
+
+def test_a_followed_job_in_a_log_shows_its_percentage_between_epochs():
+    log, clock = io.StringIO(), Clock()
+    follower = JobFollower(3, log, interval_s=30.0, clock=clock)
+    for percent in (5.0, 10.0, 20.0):
+        clock.now += 20.0
+        follower.update({"progress": percent, "status": "running", "epochs": []})
+    assert log.getvalue().splitlines() == [
+        "training: 10.0% (running, 0/3 epochs done)",  # 40 s after the start
+    ]

@@ -142,21 +142,15 @@ export class ReviewScreen {
   async startFeedback() {
     const ins = this.inspection;
     if (!ins || !ins.model_id) throw new Error("open a finished map first: the job fine-tunes its model");
-    const model = await get(`/v1/models/${ins.model_id}`);
-    const config = model.config || {};
     const epochs = Number(document.getElementById("feedback-epochs").value);
     if (!(epochs >= 1 && epochs <= 1000)) throw new Error("epochs: a whole number from 1 to 1000");
+    // Only what the inspector chose: the job takes the rest of the recipe from the base model.
     const body = {
       feedback: true,
-      base_model_id: model.id,
-      backbone: model.backbone,
+      base_model_id: ins.model_id,
       epochs,
-      image_size: model.input_size,
-      batch_size: config.batch_size || 32,
       auto_activate: document.getElementById("feedback-activate").checked,
     };
-    if (config.loss) body.loss = config.loss; // else the API's default loss
-    if (config.lr) body.lr = config.lr;
     let job;
     try {
       job = await send("POST", "/v1/jobs", body);

@@ -12,7 +12,7 @@ const LOSS_HINTS = {
   isda: "ISDA: implicit semantic augmentation from class covariances; best on real photos so far",
   gm: "gradient modulation alone, without semantic augmentation",
   igmsda: "IGMSDA (the paper's closed form): augmentation modulated by each tile's gradient",
-  "igmsda-exact": "IGMSDA computed exactly by sampling: slower, no closed-form bias with plenty of data",
+  "igmsda-exact": "IGMSDA's expected loss computed exactly (the default): no closed-form bias, calibrated, at ISDA's cost",
 };
 
 export class TrainingScreen {

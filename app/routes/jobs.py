@@ -28,6 +28,7 @@ from core.tables import Dataset, EpochMetric, NetworkModel, TrainingJob, utcnow
 from models.data.feedback import photo_splits
 from models.data.merge import reconcile_classes
 from models.training import TrainConfig
+from models.training.config import inherited_from
 
 router = APIRouter(prefix="/v1/jobs", tags=["training jobs"])
 ENQUEUE_RETRY_AFTER_S = 30  # when the broker is down
@@ -48,17 +49,17 @@ def create_job(body: JobCreate, request: Request) -> JSONResponse:
     with request.app.state.sessions.begin() as session:
         datasets = [get_or_404(session, Dataset, i, "dataset") for i in body.sets()]
         classes, base = _classes_of(datasets), None
+        fields = body.config_fields()
         if body.base_model_id:
             base = get_or_404(session, NetworkModel, body.base_model_id, "model")
-            _check_base(base, classes, body.backbone)
+            inherited = inherited_from(base.backbone, base.input_size, base.config or {})
+            fields = {**fields, **inherited, **body.config_fields(given_only=True)}
+            _check_base(base, classes, fields["backbone"])
         if body.feedback and base is not None:  # the schema asks feedback for a base model
             _check_feedback(session, base, body.seed)
-        fields = body.model_dump(
-            exclude={"dataset_id", "dataset_ids", "base_model_id", "auto_activate", "feedback"}
-        )
         try:
             config = TrainConfig(**fields)
-        except ValueError as exc:
+        except (TypeError, ValueError) as exc:  # an imported model's odd recorded recipe
             raise Unprocessable(str(exc)) from exc
         job_id = _add_job(
             session,

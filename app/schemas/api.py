@@ -11,9 +11,10 @@ from core.statuses import InspectionStatus, JobStatus
 from models.backbones import BACKBONES
 from models.data.augment import AUGMENTS
 from models.threshold import DEFAULT_THRESHOLD
-from models.training.config import DEFAULT_LOSS, LOSSES
+from models.training.config import DEFAULT_LOSS, LOSSES, TrainConfig
 
 T = TypeVar("T")
+_DEFAULTS = TrainConfig()
 MAX_SETS_PER_JOB = 8
 
 
@@ -121,11 +122,25 @@ class JobCreate(BaseModel):
         max_length=MAX_SETS_PER_JOB,
         description="several labelled sets trained as one; each keeps its own split",
     )
-    backbone: Literal[BACKBONES]  # type: ignore[valid-type]
+    # The recipe's fields: a fine-tune (base_model_id) takes those the request leaves out
+    # from its base model (models.training.config.INHERITED_FIELDS), a new model the
+    # defaults shown here.
+    backbone: Literal[BACKBONES] = _DEFAULTS.backbone  # type: ignore[valid-type]
     loss: Literal[LOSSES] = DEFAULT_LOSS  # type: ignore[valid-type]
     epochs: int = Field(ge=1, le=1000)
-    image_size: int = Field(ge=32, le=1024)
-    batch_size: int = Field(ge=1, le=1024)
+    tiles_per_epoch: int | None = Field(
+        None,
+        ge=1,
+        le=100_000_000,
+        description="train each epoch on a seeded, class-balanced sample of this many "
+        "training tiles (another one each epoch); null: every training tile",
+    )
+    image_size: int = Field(_DEFAULTS.image_size, ge=32, le=1024)
+    batch_size: int = Field(_DEFAULTS.batch_size, ge=1, le=1024)
+    cpu_bf16: bool = Field(
+        _DEFAULTS.cpu_bf16,
+        description="on a CPU worker with native bf16, train in bf16 autocast (fp32 elsewhere)",
+    )
     base_model_id: str | None = Field(None, min_length=1, max_length=64)
     lr: float = Field(0.01, gt=0, le=10)
     momentum: float = Field(0.9, ge=0, lt=1)
@@ -169,6 +184,13 @@ class JobCreate(BaseModel):
     def sets(self) -> list[str]:
         """The ids of the sets to train on, in order."""
         return list(self.dataset_ids or ([self.dataset_id] if self.dataset_id else []))
+
+    def config_fields(self, given_only: bool = False) -> dict[str, Any]:
+        """The TrainConfig fields of the request: all of them, or only those it gave."""
+        fields = self.model_dump(
+            exclude={"dataset_id", "dataset_ids", "base_model_id", "auto_activate", "feedback"}
+        )
+        return {k: v for k, v in fields.items() if not given_only or k in self.model_fields_set}
 
 
 class EpochRead(BaseModel):

@@ -111,6 +111,22 @@ def test_labels_train_a_feedback_job_and_export_as_a_set(stack, tmp_path):
     if new_f1 != base_f1:
         assert new["is_active"] == (new_f1 > base_f1)
 
+    # A fine-tune that names only its base and its length takes the rest of the recipe from
+    # the base model (#25): backbone, loss, input size, batch, augmentations, normalisation.
+    minimal = {"feedback": True, "base_model_id": new["id"], "epochs": 1}
+    again = stack.client.post("/v1/jobs", json=minimal)
+    assert again.status_code == 202, again.text
+    config = again.json()["config"]
+    assert (config["backbone"], config["loss"], config["image_size"]) == ("resnet18", "isda", 32)
+    assert (config["batch_size"], config["augment"], config["lr"]) == (8, "flip", 0.01)
+    assert config["mean"] == [0.485, 0.456, 0.406]
+    job = stack.wait_job(again.json()["id"], lambda j: j["status"] in ENDED)
+    assert job["status"] == "succeeded", job
+    tuned = stack.client.get(f"/v1/models/{job['result_model_id']}").json()
+    assert tuned["input_size"] == 32 and tuned["parent_model_id"] == new["id"]
+    other = stack.client.post("/v1/jobs", json=minimal | {"backbone": "resnet34"})
+    assert other.status_code == 422 and other.json()["error"]["field"] == "backbone"
+
     out = tmp_path / "labels.zip"
     export = [sys.executable, "-m", "app.cli", "labels", "export", "--out", str(out)]
     done = subprocess.run(

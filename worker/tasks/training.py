@@ -95,6 +95,8 @@ def _train(settings: Settings, job: Claim) -> str:
         with Heartbeat(settings, job) as beat:
 
             def progress(epoch: int, step: int, info: dict[str, Any]) -> None:
+                if "percent" not in info:  # decoding the tiles: no training progress yet
+                    return
                 done = epoch + 1 if info.get("phase") == "epoch_end" else epoch
                 beat.progress = {
                     "progress": round(float(info["percent"]), 2),

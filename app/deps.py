@@ -1,16 +1,21 @@
-"""Annotated dependencies, so route signatures read like prose."""
+"""Annotated dependencies, so route signatures read like prose; and the one check of every
+string a request brings in, which the app runs before each route."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
+from starlette.datastructures import UploadFile
 
 from app.services.inspections import InspectionRunner
 from app.services.models import ModelRegistry
 from core.config import Settings
+from core.errors import Unprocessable
+
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -37,3 +42,71 @@ SessionDep = Annotated[Session, Depends(get_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 RunnerDep = Annotated[InspectionRunner, Depends(get_runner)]
+
+
+async def checked_inputs(request: Request) -> None:
+    """Every route's first dependency (the app's): 422 for a NUL character in any string
+    the request brings (path, query, form field, file name, JSON), which PostgreSQL cannot
+    store, and for a form field the route does not take (as for an unknown JSON field)."""
+    for name, value in request.path_params.items():
+        _no_nul(str(value), name)
+    for name, value in request.query_params.multi_items():
+        _no_nul(name, name)
+        _no_nul(value, name)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None or not _takes_body(dependant):
+        return
+    if content_type in FORM_TYPES:
+        known = _body_names(dependant)
+        for name, value in (await request.form()).multi_items():
+            _no_nul(name, name)
+            if name not in known:
+                raise Unprocessable(
+                    f"{name}: unknown form field; this route takes {', '.join(sorted(known))}",
+                    field=name,
+                )
+            text = (value.filename or "") if isinstance(value, UploadFile) else value
+            _no_nul(text, name)
+    elif content_type == "application/json" or content_type.endswith("+json"):
+        try:
+            body = await request.json()  # parsed already by the route: read from its cache
+        except ValueError:
+            return  # the route's own validation answers it
+        _no_nul_in_json(body)
+
+
+def _no_nul(text: str, field: str) -> None:
+    if "\x00" in text:
+        raise Unprocessable(f"{field}: NUL characters are not allowed", field=field)
+
+
+def _no_nul_in_json(body: Any) -> None:
+    stack: list[tuple[str, Any]] = [("", body)]
+    while stack:  # iterative: nesting depth is the client's choice
+        where, value = stack.pop()
+        if isinstance(value, str):
+            _no_nul(value, where or "body")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                path = f"{where}.{key}" if where else str(key)
+                _no_nul(str(key), path)
+                stack.append((path, item))
+        elif isinstance(value, list):
+            stack.extend((f"{where}.{i}" if where else str(i), v) for i, v in enumerate(value))
+
+
+def _takes_body(dependant: Any) -> bool:
+    return bool(_body_names(dependant))
+
+
+def _body_names(dependant: Any) -> set[str]:
+    """The body fields a route takes, its sub-dependencies' included."""
+    names: set[str] = set()
+    stack = [dependant]
+    while stack:
+        current = stack.pop()
+        names |= {field.alias for field in current.body_params}
+        stack.extend(current.dependencies)
+    return names

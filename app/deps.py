@@ -16,6 +16,8 @@ from core.config import Settings
 from core.errors import Unprocessable
 
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+MAX_FILE_NAME = 200  # a file name may become a set's or a model's name (200 characters)
+MAX_CONTENT_TYPE = 100  # a part's type is stored with its blob (100 characters)
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -47,7 +49,8 @@ RunnerDep = Annotated[InspectionRunner, Depends(get_runner)]
 async def checked_inputs(request: Request) -> None:
     """Every route's first dependency (the app's): 422 for a NUL character in any string
     the request brings (path, query, form field, file name, JSON), which PostgreSQL cannot
-    store, and for a form field the route does not take (as for an unknown JSON field)."""
+    store, for a file name or part type longer than its column, and for a form field the
+    route does not take (as for an unknown JSON field)."""
     for name, value in request.path_params.items():
         _no_nul(str(value), name)
     for name, value in request.query_params.multi_items():
@@ -67,14 +70,30 @@ async def checked_inputs(request: Request) -> None:
                     f"{name}: unknown form field; this route takes {', '.join(sorted(known))}",
                     field=name,
                 )
-            text = (value.filename or "") if isinstance(value, UploadFile) else value
-            _no_nul(text, name)
+            if isinstance(value, UploadFile):
+                _checked_file(value, name)
+            else:
+                _no_nul(value, name)
     elif content_type == "application/json" or content_type.endswith("+json"):
         try:
             body = await request.json()  # parsed already by the route: read from its cache
         except ValueError:
             return  # the route's own validation answers it
         _no_nul_in_json(body)
+
+
+def _checked_file(upload: UploadFile, field: str) -> None:
+    """A file part's name and type are stored as text: they must fit their columns."""
+    _no_nul(upload.filename or "", field)
+    if len(upload.filename or "") > MAX_FILE_NAME:
+        raise Unprocessable(
+            f"{field}: the file name is longer than {MAX_FILE_NAME} characters", field=field
+        )
+    if len(upload.content_type or "") > MAX_CONTENT_TYPE:
+        raise Unprocessable(
+            f"{field}: the part's Content-Type is longer than {MAX_CONTENT_TYPE} characters",
+            field=field,
+        )
 
 
 def _no_nul(text: str, field: str) -> None:

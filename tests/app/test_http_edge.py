@@ -209,7 +209,7 @@ def multipart(fields: list[tuple[str, str | None, bytes]]) -> tuple[bytes, str]:
     return b"".join(parts) + b"--b0undary--\r\n", "multipart/form-data; boundary=b0undary"
 
 
-def test_a_nul_byte_in_any_string_input_is_a_422(api, tiny_set, tmp_path):
+def test_a_nul_byte_or_an_overlong_file_name_is_a_422(api, tiny_set, tmp_path):
     """#27 item 12: on PostgreSQL a NUL in a path id, a file name or a set name was a 500
     (DataError); on SQLite it was stored. One check covers every string a request brings."""
     import_and_activate(api, tmp_path)
@@ -233,8 +233,17 @@ def test_a_nul_byte_in_any_string_input_is_a_422(api, tiny_set, tmp_path):
     labels = {"labels": [{"row": 0, "col": 0, "label": "crack\x00"}]}
     reply = api.client.post("/v1/inspections/x/labels", json=labels, headers=api.headers())
     assert_error(reply, 422, "labels.0.label")
+    too_long = [  # stored as text too: PostgreSQL refused them (DataError: 500)
+        ("/v1/inspections", {"image": ("a" * 400 + ".jpg", photo_bytes(), "image/jpeg")}, "image"),
+        ("/v1/inspections", {"image": ("a.jpg", photo_bytes(), "image/" + "x" * 200)}, "image"),
+        ("/v1/models", {"file": ("m" * 250 + ".ckpt", checkpoint_bytes(tmp_path))}, "file"),
+    ]  # fmt: skip
+    for path, files, field_name in too_long:
+        assert_error(api.client.post(path, files=files, headers=api.headers()), 422, field_name)
     listed = api.client.get("/v1/datasets", headers=api.headers()).json()
     assert listed["total"] == 0  # nothing half-stored
+    assert api.client.get("/v1/inspections", headers=api.headers()).json()["total"] == 0
+    assert api.client.get("/v1/models", headers=api.headers()).json()["total"] == 1
 
 
 def test_unknown_form_fields_are_a_422_like_unknown_json_fields(api, tmp_path):

@@ -1,5 +1,6 @@
-"""Refuse request bodies over the upload cap early: on Content-Length, and by counting
-bytes while they stream in, before the multipart parser has spooled them to disk."""
+"""Refuse request bodies over a cap early: on Content-Length, and by counting bytes while
+they stream in, before the multipart parser has spooled them to disk or the JSON parser has
+read them (app.gate picks the cap for each route)."""
 
 from __future__ import annotations
 
@@ -13,15 +14,19 @@ MULTIPART_SLACK = 1 << 20  # form fields and part headers beside the file itself
 
 
 class BodySizeLimit:
-    """ASGI middleware: 413 with the JSON error shape once a body passes max_bytes."""
+    """ASGI middleware: 413 with the JSON error shape once a body passes max_bytes (plus
+    `slack`: a multipart body's form fields and part headers beside the file)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, what: str = "upload", slack: int = MULTIPART_SLACK
+    ) -> None:
         self.app = app
-        self.cap_mib = max_bytes >> 20
-        self.max_bytes = max_bytes + MULTIPART_SLACK
+        self.cap = f"{max_bytes >> 20} MiB" if max_bytes >= 1 << 20 else f"{max_bytes >> 10} KiB"
+        self.what = what
+        self.max_bytes = max_bytes + slack
 
     async def _refuse(self, send: Send) -> None:
-        message = f"the upload is larger than {self.cap_mib} MiB"
+        message = f"the {self.what} is larger than {self.cap}"
         body = json.dumps(error_body(413, "payload_too_large", message)).encode()
         headers = [
             (b"content-type", b"application/json"),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import re
+import tempfile
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -10,34 +12,55 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Route
 
+from app.route_table import allowed_methods
 from core.errors import CrackscanError
 
 log = logging.getLogger("crackscan.api")
 DATABASE_RETRY_AFTER_S = 5
 
 
+_ADDRESS = re.compile(r"\b0x[0-9a-fA-F]{6,}\b")
+_TEMP_PATH = re.compile(re.escape(tempfile.gettempdir().rstrip("/")) + r"/[^\s'\"]*")
+
+
+def scrub(message: str) -> str:
+    """A message fit to show a client: no temporary paths (the file name stays) and no heap
+    addresses (from an object's repr), which tell an attacker about the server."""
+    message = _TEMP_PATH.sub(lambda m: m.group(0).rstrip("/").rsplit("/", 1)[-1], message)
+    return _ADDRESS.sub("0x…", message)
+
+
 def error_body(
     status: int, code: str, message: str, field: str | None = None, **extra: Any
 ) -> dict[str, Any]:
-    return {"error": {"status": status, "code": code, "message": message, "field": field, **extra}}
+    body = {"status": status, "code": code, "message": scrub(message), "field": field, **extra}
+    return {"error": body}
 
 
-def allowed_methods(request: Request) -> list[str]:
-    """The methods of every route whose path matches the request's."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        if isinstance(route, Route) and route.path_regex.match(request.url.path):
-            methods |= set(route.methods or ())
-    return sorted(methods)
+def error_response(exc: Exception) -> JSONResponse | None:
+    """The answer to a domain error or an unreachable database; None for anything else."""
+    if isinstance(exc, CrackscanError):
+        body = error_body(exc.status_code, exc.code, exc.message, exc.field, **exc.extra)
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+    if isinstance(exc, OperationalError | InterfaceError):
+        log.warning("database unavailable: %s", type(exc).__name__)
+        return JSONResponse(
+            error_body(503, "database_unavailable", "the database is unavailable; try again"),
+            status_code=503,
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+        )
+    return None
 
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CrackscanError)
-    async def _domain(_: Request, exc: CrackscanError) -> JSONResponse:
-        body = error_body(exc.status_code, exc.code, exc.message, exc.field, **exc.extra)
-        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    async def _known(_: Request, exc: Exception) -> JSONResponse:
+        response = error_response(exc)
+        assert response is not None  # registered for the errors it answers
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -51,7 +74,10 @@ def install_error_handlers(app: FastAPI) -> None:
             else str(first.get("msg", "invalid request"))
         )
         details = [
-            {"field": ".".join(str(p) for p in e.get("loc", ())), "message": e.get("msg")}
+            {
+                "field": ".".join(str(p) for p in e.get("loc", ())),
+                "message": scrub(str(e.get("msg"))),
+            }
             for e in errors
         ]
         return JSONResponse(
@@ -63,21 +89,11 @@ def install_error_handlers(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         headers = dict(getattr(exc, "headers", None) or {})
         if exc.status_code == 405:  # every method of the path, not only one route's
-            headers["Allow"] = ", ".join(allowed_methods(request))
+            headers["Allow"] = ", ".join(allowed_methods(request.app, request.url.path))
         return JSONResponse(
             error_body(exc.status_code, code, str(exc.detail)),
             status_code=exc.status_code,
             headers=headers or None,
-        )
-
-    @app.exception_handler(OperationalError)
-    @app.exception_handler(InterfaceError)
-    async def _database_down(_: Request, exc: Exception) -> JSONResponse:
-        log.warning("database unavailable: %s", type(exc).__name__)
-        return JSONResponse(
-            error_body(503, "database_unavailable", "the database is unavailable; try again"),
-            status_code=503,
-            headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
         )
 
     @app.exception_handler(Exception)

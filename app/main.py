@@ -8,15 +8,19 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
+from swagger_ui_bundle import swagger_ui_path
 
-from app.body_limit import BodySizeLimit
+from app.auth import redact_keys_in_access_log
+from app.deps import checked_inputs
 from app.errors import install_error_handlers
+from app.gate import ROUTE_TEMPLATE, RequestGate
 from app.metrics import Metrics
+from app.route_table import UNMATCHED
 from app.routes import (
     apikeys,
     datasets,
@@ -28,6 +32,7 @@ from app.routes import (
     trained_models,
 )
 from app.schemas.api import ERROR_RESPONSES
+from app.security_headers import SecurityHeaders
 from app.services.inspections import InspectionRunner
 from app.services.jobs import JobQueue
 from app.services.models import ModelRegistry
@@ -42,6 +47,7 @@ from models.device import select_device
 log = logging.getLogger("crackscan.api")
 SHARED_MAPS_ON_GPU = 4  # queued inspections whose tiles share forward passes on a GPU
 DASHBOARD = Path(__file__).resolve().parent / "dashboard" / "index.html"
+DOCS = DASHBOARD.parent / "docs.html"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -49,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        redact_keys_in_access_log()  # after the server has set its logging up
         runner = _start_services(app, settings)
         yield
         runner.stop()
@@ -59,9 +66,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Crack maps from survey photos, and IGMSDA-trained crack classifiers.",
         lifespan=lifespan,
         responses=ERROR_RESPONSES,
+        dependencies=[Depends(checked_inputs)],
+        docs_url=None,  # served below from the package's files, not from a CDN
+        redoc_url=None,
+        redirect_slashes=False,  # its redirect is an absolute URL made from the Host header
     )
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_mb << 20)
+    app.add_middleware(
+        RequestGate,
+        max_upload_bytes=settings.max_upload_mb << 20,
+        max_json_bytes=settings.max_json_kb << 10,
+    )
+    app.add_middleware(SecurityHeaders, public_url=settings.public_url)
     app.middleware("http")(_observe)
     for module in (
         health, inspections, map_views, reviews, datasets, jobs, trained_models, apikeys
@@ -69,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     app.include_router(pages)
     app.mount("/dashboard/assets", StaticFiles(directory=DASHBOARD.parent), name="dashboard")
+    app.mount("/docs/assets", StaticFiles(directory=swagger_ui_path), name="swagger-ui")
     return app
 
 
@@ -119,10 +136,9 @@ async def _observe(
     """Count every request and time it, by method, route template and status."""
     started = time.perf_counter()
     response = await call_next(request)
-    route = request.scope.get("route")
-    path = getattr(route, "path", "unmatched")
+    route = request.scope.get(ROUTE_TEMPLATE, UNMATCHED)  # found by the gate: a template
     request.app.state.metrics.observe_request(
-        request.method, path, response.status_code, time.perf_counter() - started
+        request.method, route, response.status_code, time.perf_counter() - started
     )
     return response
 
@@ -139,6 +155,12 @@ def dashboard() -> FileResponse:
 @pages.get("/")
 def root() -> RedirectResponse:
     return RedirectResponse("/dashboard")
+
+
+@pages.get("/docs")
+def docs() -> FileResponse:
+    """Swagger UI over /openapi.json, its scripts and styles served by this server."""
+    return FileResponse(DOCS)
 
 
 def _inference_on_gpu(settings: Settings) -> bool:

@@ -15,6 +15,10 @@ from prometheus_client.registry import Collector
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Labels come only from these; anything else a client sends is counted as "other", so no
+# request can add a series (a method is any token the client likes).
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER = "other"
 
 
 class CallbackGauges(Collector):
@@ -64,6 +68,10 @@ class Metrics:
         self.callbacks.reads[name] = (documentation, read)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count a request. `route` must be a route template or "unmatched", never the path
+        as sent; an unknown method is counted as "other"."""
+        method = method if method in METHODS else OTHER
+        status = status if 100 <= status <= 599 else 0
         self.requests.labels(method, route, str(status)).inc()
         self.latency.labels(method, route).observe(seconds)
 

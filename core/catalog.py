@@ -49,8 +49,15 @@ def model_row(ckpt: CheckpointFacts, blob_id: str, name: str, **extra: Any) -> N
 
 
 def activate(session: Session, model_id: str) -> NetworkModel:
-    """Make one model the active one (the default for inspections)."""
-    row = session.get(NetworkModel, model_id)
+    """Make one model the active one (the default for inspections).
+
+    Activations take the catalogue's row locks first, in id order, so parallel ones run one
+    after the other: each unsets the active model the one before it set (taken in any
+    other order, two activations deadlocked, or both saw the same model active and the
+    second broke the one-active-model index). SQLite writes one transaction at a time.
+    """
+    session.execute(select(NetworkModel.id).order_by(NetworkModel.id).with_for_update())
+    row = session.get(NetworkModel, model_id, populate_existing=True)
     if row is None:
         raise NotFound(f"no model {model_id}")
     session.execute(

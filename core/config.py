@@ -5,8 +5,9 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -99,6 +100,18 @@ class Settings(BaseSettings):
     worker_max_tasks_per_child: int = Field(
         1, description="tasks a worker process runs before it is replaced"
     )
+    max_json_kb: int = Field(
+        256,
+        ge=1,
+        le=65536,
+        description="largest accepted JSON body, in KiB, refused while it streams in (a "
+        "training job is a few hundred bytes, 1,000 labels under 150 KiB)",
+    )
+    public_url: str | None = Field(
+        None,
+        description="the absolute URL clients reach the API at (e.g. https://cracks.example.org): "
+        "links in answers start with it; unset: links are paths on the server that answered",
+    )
 
     @model_validator(mode="after")
     def _refuse_development_switches_in_production(self) -> Settings:
@@ -107,6 +120,16 @@ class Settings(BaseSettings):
                 "CRACKSCAN_AUTH_DISABLED is a development setting; refused in production"
             )
         return self
+
+    @field_validator("public_url")
+    @classmethod
+    def _absolute_http_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+            raise ValueError(f"CRACKSCAN_PUBLIC_URL must be an http(s) URL, got {value!r}")
+        return value.rstrip("/")
 
     @property
     def db_url(self) -> str:

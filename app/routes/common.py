@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
+from urllib.parse import quote
 
 from fastapi import Query, Request, Response
 from fastapi.responses import StreamingResponse
@@ -21,6 +23,39 @@ T = TypeVar("T")
 MAX_OFFSET = 1_000_000_000  # far past any real list; keeps OFFSET inside a 64-bit integer
 Limit = Annotated[int, Query(ge=1, le=200, description="items per page")]
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="items to skip")]
+
+
+def in_utc(value: datetime | None) -> datetime | None:
+    """A query time in UTC (naive: taken as UTC). Times whose UTC form falls outside years
+    1-9999 (0001-01-01T00:00:00+14:00) are clamped to the ends, which select the same rows."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        end = datetime.min if value.year == datetime.min.year else datetime.max
+        return end.replace(tzinfo=UTC)
+
+
+def link(request: Request, name: str, **path_params: str) -> str:
+    """A link for an answer: CRACKSCAN_PUBLIC_URL and the route's path, or the path alone
+    (relative to the server that answered). Never built from the request's Host header,
+    which the client chooses."""
+    path = str(request.app.url_path_for(name, **path_params))
+    base = request.app.state.settings.public_url or request.scope.get("root_path", "")
+    return f"{base.rstrip('/')}{path}"
+
+
+def attachment(filename: str) -> dict[str, str]:
+    """A Content-Disposition header for a download (RFC 6266): the name in UTF-8 as
+    filename*, and an ASCII fallback without quotes, backslashes or control characters."""
+    fallback = "".join(c if " " <= c <= "~" and c not in '"\\;%' else "_" for c in filename)
+    encoded = quote(filename, safe="")
+    return {
+        "Content-Disposition": f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"
+    }
 
 
 def get_or_404(session: Session, table: type[T], item_id: str, what: str) -> T:

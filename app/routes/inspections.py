@@ -10,21 +10,25 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BeforeValidator
+from pydantic import AfterValidator, BeforeValidator
 from sqlalchemy import delete as sa_delete
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.auth import InspectScope, ReadScope
 from app.deps import RegistryDep, RunnerDep, SessionDep, SettingsDep
+from app.errors import scrub
 from app.routes.common import (
     NOT_MODIFIED,
     Limit,
     Offset,
+    attachment,
     blob_response,
     commit,
     etag_of,
     get_or_404,
+    in_utc,
+    link,
     not_modified,
     paginate,
     tagged_json,
@@ -41,7 +45,9 @@ from core.tables import Inspection, TileLabel
 from models.imageio import ImageDecodeError
 from models.inference import ImageTooLargeError, check_complete, make_grid, probe
 
-QueryTime = Annotated[datetime | None, BeforeValidator(iso_datetime_text), Query()]
+QueryTime = Annotated[
+    datetime | None, BeforeValidator(iso_datetime_text), AfterValidator(in_utc), Query()
+]
 TileLimit = Annotated[int, Query(ge=1, le=5000, description="tiles per page")]
 router = APIRouter(prefix="/v1/inspections", tags=["inspections"])
 
@@ -51,17 +57,18 @@ def inspection_read(
 ) -> InspectionRead:
     """The inspection; with its crack map when a session is given to read the tiles from."""
     body = InspectionRead.model_validate(row)
+    body.error = scrub(row.error) if row.error else None
     body.crackmap = None
     body.summary = (row.crackmap or {}).get("summary")
     if session is not None and row.crackmap is not None:
         body.crackmap = crackmap_with_tiles(session, row, request.app.state.settings.inline_tiles)
     if row.status == InspectionStatus.SUCCEEDED:
-        body.overlay_url = str(request.url_for("get_overlay", inspection_id=row.id))
-        body.tiles_url = str(request.url_for("list_tiles", inspection_id=row.id))
-        body.photo_url = str(request.url_for("get_photo", inspection_id=row.id))
-        body.geojson_url = str(request.url_for("get_geojson", inspection_id=row.id))
+        body.overlay_url = link(request, "get_overlay", inspection_id=row.id)
+        body.tiles_url = link(request, "list_tiles", inspection_id=row.id)
+        body.photo_url = link(request, "get_photo", inspection_id=row.id)
+        body.geojson_url = link(request, "get_geojson", inspection_id=row.id)
         if row.tiles_blob_id is not None:
-            body.tiles_npz_url = str(request.url_for("get_tiles_npz", inspection_id=row.id))
+            body.tiles_npz_url = link(request, "get_tiles_npz", inspection_id=row.id)
     return body
 
 
@@ -122,7 +129,7 @@ async def create_inspection(
             asyncio.shield(asyncio.wrap_future(future)), timeout=settings.inspection_wait_s
         )
     body = await asyncio.to_thread(_read_body, request, inspection_id)
-    location = str(request.url_for("get_inspection", inspection_id=inspection_id))
+    location = link(request, "get_inspection", inspection_id=inspection_id)
     code = 201 if body["status"] in INSPECTION_FINAL else 202
     return JSONResponse(body, status_code=code, headers={"Location": location})
 
@@ -266,7 +273,7 @@ def get_tiles_npz(inspection_id: str, request: Request, session: SessionDep) -> 
             f"inspection {inspection_id} was stored before tile tables: its tiles are inline "
             "in the crack map and at /tiles"
         )
-    disposition = {"Content-Disposition": f'attachment; filename="{inspection_id}-tiles.npz"'}
+    disposition = attachment(f"{inspection_id}-tiles.npz")
     return blob_response(request.app.state.sessions, row.tiles_blob_id, TILES_MEDIA, disposition)
 
 
@@ -292,7 +299,9 @@ def get_overlay(inspection_id: str, request: Request, session: SessionDep) -> St
 
 
 @router.delete("/{inspection_id}", status_code=204, dependencies=[InspectScope])
-def delete_inspection(inspection_id: str, session: SessionDep) -> Response:
+def delete_inspection(inspection_id: str, session: SessionDep, runner: RunnerDep) -> Response:
+    """Delete it with its files and labels; one still queued or running here gives its place
+    in the queue back at once."""
     row = get_or_404(session, Inspection, inspection_id, "inspection")
     blobs = [row.image_blob_id, row.overlay_blob_id, row.tiles_blob_id]
     session.execute(sa_delete(TileLabel).where(TileLabel.inspection_id == inspection_id))
@@ -301,4 +310,5 @@ def delete_inspection(inspection_id: str, session: SessionDep) -> Response:
     for blob_id in blobs:
         delete_blob(session, blob_id)
     commit(session)
+    runner.forget(inspection_id)
     return Response(status_code=204)

@@ -11,12 +11,14 @@ from sqlalchemy.orm import Session
 
 from app.auth import ReadScope, TrainScope
 from app.deps import SessionDep
+from app.errors import scrub
 from app.routes.common import (
     NOT_MODIFIED,
     Limit,
     Offset,
     commit,
     get_or_404,
+    link,
     paginate,
     tagged_json,
 )
@@ -36,6 +38,7 @@ ENQUEUE_RETRY_AFTER_S = 30  # when the broker is down
 
 def job_read(session: Session, row: TrainingJob, with_epochs: bool = True) -> JobRead:
     body = JobRead.model_validate(row)
+    body.error = scrub(row.error) if row.error else None
     if with_epochs:
         epochs = session.scalars(
             select(EpochMetric).where(EpochMetric.job_id == row.id).order_by(EpochMetric.epoch)
@@ -110,7 +113,7 @@ def _enqueue(request: Request, job_id: str) -> JSONResponse:
     with request.app.state.sessions() as session:
         row = get_or_404(session, TrainingJob, job_id, "job")
         content = job_read(session, row).model_dump(mode="json")
-    location = str(request.url_for("get_job", job_id=job_id))
+    location = link(request, "get_job", job_id=job_id)
     return JSONResponse(content, status_code=202, headers={"Location": location})
 
 

@@ -11,6 +11,7 @@ from PIL import Image
 
 from app.auth import ReadScope
 from app.deps import SessionDep
+from app.routes.common import attachment
 from app.routes.inspections import finished_inspection
 from app.services.photos import map_photo, stored_table
 from models.inference import geojson_of
@@ -64,9 +65,8 @@ def get_geojson(
     table = stored_table(session, row)
     if threshold is not None:
         table.threshold = threshold
-    disposition = f'attachment; filename="{inspection_id}-defects.geojson"'
     return JSONResponse(
         geojson_of(table, row.width, row.height),
         media_type="application/geo+json",
-        headers={"Content-Disposition": disposition},
+        headers=attachment(f"{inspection_id}-defects.geojson"),
     )

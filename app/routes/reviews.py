@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from app.auth import InspectScope, ReadScope
 from app.deps import SessionDep
-from app.routes.common import Offset, commit, get_or_404
+from app.routes.common import Offset, commit, get_or_404, link
 from app.routes.inspections import finished_inspection
 from app.schemas.api import Page
 from app.schemas.review import LabelRead, LabelsCreate, ReviewRead, ReviewTileRead
@@ -52,14 +52,18 @@ def review(
     picked = pick_for_review(table, limit, strategy, threshold, labelled, seed)
     items = []
     for tile in table.tiles(picked):
-        crop_url = request.url_for(
-            "get_tile_crop", inspection_id=inspection_id, row=str(tile.row), col=str(tile.col)
+        crop_url = link(
+            request,
+            "get_tile_crop",
+            inspection_id=inspection_id,
+            row=str(tile.row),
+            col=str(tile.col),
         )
         items.append(
             ReviewTileRead(
                 **{k: v for k, v in vars(tile).items() if k != "defect"},
                 margin=abs(tile.defect_prob - threshold),
-                crop_url=str(crop_url),
+                crop_url=crop_url,
             )
         )
     return ReviewRead(

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import StreamingResponse
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from app.auth import AdminScope, ReadScope
 from app.deps import RegistryDep, SessionDep, SettingsDep
@@ -16,6 +17,7 @@ from app.routes.common import (
     NOT_MODIFIED,
     Limit,
     Offset,
+    attachment,
     blob_response,
     commit,
     get_or_404,
@@ -27,7 +29,7 @@ from app.services.uploads import spooled
 from core.blobs import store_file
 from core.catalog import activate, model_row
 from core.config import Settings
-from core.errors import Unprocessable
+from core.errors import Conflict, Unprocessable
 from core.tables import NetworkModel
 from models.checkpoint import CheckpointError, load_checkpoint
 
@@ -81,10 +83,19 @@ def store_model(request: Request, settings: Settings, path: Path, name: str) -> 
         return ModelRead.model_validate(row)
 
 
-@router.post("/{model_id}/activate", dependencies=[AdminScope], response_model=ModelRead)
+@router.post(
+    "/{model_id}/activate",
+    dependencies=[AdminScope],
+    response_model=ModelRead,
+    responses={409: {"description": "a change to the catalogue raced this one: try again"}},
+)
 def activate_model(model_id: str, session: SessionDep, registry: RegistryDep) -> ModelRead:
-    row = activate(session, model_id)
-    body = ModelRead.model_validate(row)
+    """Make the model the active one; parallel activations run one after the other."""
+    try:
+        body = ModelRead.model_validate(activate(session, model_id))
+    except IntegrityError as exc:  # the one-active-model index, should a writer skip the lock
+        session.rollback()
+        raise Conflict(f"{model_id} was not activated: another model was at the same time") from exc
     commit(session)
     registry.forget(model_id)  # re-warmed on the next readiness check or inspection
     return body
@@ -99,7 +110,6 @@ def activate_model(model_id: str, session: SessionDep, registry: RegistryDep) ->
 def download_model(model_id: str, request: Request, session: SessionDep) -> StreamingResponse:
     row = get_or_404(session, NetworkModel, model_id, "model")
     filename = f"{row.name or row.id}-{row.content_hash[:12]}.ckpt"
-    headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
     return blob_response(
-        request.app.state.sessions, row.blob_id, "application/octet-stream", headers
+        request.app.state.sessions, row.blob_id, "application/octet-stream", attachment(filename)
     )

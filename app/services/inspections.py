@@ -55,6 +55,10 @@ STORE_RETRY_S = 120.0  # how long a finished map waits for the database to come 
 T = TypeVar("T")
 
 
+class InspectionsDeleted(Exception):
+    """Every inspection of a batch was deleted while it was mapped."""
+
+
 @dataclass
 class Claim:
     """A claimed inspection: what was asked, with which model, and the photo's bytes."""
@@ -89,6 +93,7 @@ class InspectionRunner:
         self._lock = threading.Lock()
         self._reserved = 0
         self._queued: set[str] = set()  # in this process's queue or running: not recovered
+        self._deleted: set[str] = set()  # deleted while queued or running here
         self._thread = threading.Thread(target=self._serve, name="inspections", daemon=True)
         self._stop = threading.Event()
         self._keeper = threading.Thread(target=self._keep_leases, name="leases", daemon=True)
@@ -240,8 +245,13 @@ class InspectionRunner:
                 )
                 for _, _, c in members
             ]
+            ids = [inspection_id for inspection_id, _, _ in members]
             try:
-                results: list[MappedPhoto | Exception] = predictor.map_photos(requests)
+                results: list[MappedPhoto | Exception] = predictor.map_photos(
+                    requests, partial(self._unless_all_deleted, ids)
+                )
+            except InspectionsDeleted as exc:
+                results = [exc] * len(members)
             except Exception as exc:  # e.g. out of device memory: each inspection fails alone
                 log.exception("mapping %d photos failed", len(members))
                 results = [exc] * len(members)
@@ -251,6 +261,12 @@ class InspectionRunner:
                     inspection_id, partial(self._finish, inspection_id, result, model_id)
                 )
                 self._done(inspection_id, future, status)
+
+    def _unless_all_deleted(self, ids: list[str], _done: int, _total: int) -> None:
+        """The mapping's progress callback: stop once every photo of the batch is deleted."""
+        with self._lock:
+            if all(i in self._deleted for i in ids):
+                raise InspectionsDeleted(f"deleted while mapped: {', '.join(ids)}")
 
     def _guarded(self, inspection_id: str, step: Callable[[], T]) -> T | str:
         """Run one inspection's step; a failure ends that inspection, never the thread."""
@@ -269,10 +285,23 @@ class InspectionRunner:
                 log.warning("inspection %s left unfinished: %s", inspection_id, again)
                 return "interrupted"
 
+    def forget(self, inspection_id: str) -> None:
+        """The inspection was deleted: free its place in the queue now, not when its map
+        is done, and stop mapping it once no photo in its batch is still wanted."""
+        with self._lock:
+            if inspection_id not in self._queued:
+                return
+            self._queued.discard(inspection_id)
+            self._deleted.add(inspection_id)
+            self._reserved = max(0, self._reserved - 1)
+
     def _done(self, inspection_id: str, future: Future[str], status: object) -> None:
         with self._lock:
+            held = inspection_id in self._queued  # else forget() freed its place already
             self._queued.discard(inspection_id)
-        self.release()
+            self._deleted.discard(inspection_id)
+        if held:
+            self.release()
         if not future.done():  # a waiter that gave up may have cancelled it
             future.set_result(str(status))
 

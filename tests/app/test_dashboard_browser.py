@@ -351,3 +351,31 @@ def test_upload_map_review_feedback_and_activate(live_server: LiveServer, tmp_pa
 
     assert problems == [], problems
     assert outside == [], outside
+
+
+def test_api_docs_render_offline_under_their_csp(live_server: LiveServer):
+    """#27 item 19: /docs loaded Swagger UI from a CDN, so on an offline site it was blank.
+    Its files now come from this server, and its CSP lets nothing else in."""
+    from playwright.sync_api import expect, sync_playwright
+
+    problems: list[str] = []
+    outside: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        page = browser.new_page()
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(f"uncaught: {e}"))
+        page.on(
+            "request",
+            lambda r: (
+                None if r.url.startswith((live_server.base, "data:")) else outside.append(r.url)
+            ),
+        )
+        page.goto(f"{live_server.base}/docs")
+        expect(page.locator(".opblock").first).to_be_visible(timeout=30_000)
+        paths = page.locator(".opblock-summary-path").all_inner_texts()
+        assert any("/v1/inspections" in p for p in paths), paths
+        page.locator(".opblock-summary").first.click()  # an operation opens: the UI runs
+        expect(page.locator(".opblock-body").first).to_be_visible()
+        browser.close()
+    assert problems == [] and outside == [], (problems, outside)

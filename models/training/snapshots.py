@@ -113,9 +113,24 @@ def finish(
     optimizer: torch.optim.Optimizer,
     cancelled: bool,
 ) -> Checkpoint:
-    """Load the best epoch, calibrate and choose the threshold on val, report val and test."""
+    """Load the best epoch, calibrate and choose the threshold on val, report val and test.
+
+    A run on class-balanced epochs (tiles_per_epoch) learnt the balanced prior; its head's
+    bias is moved back to the training split's class prior first (undo_balanced_prior), so
+    that the temperature fitted on validation calibrates probabilities for the photos'
+    own class shares.
+    """
     if state.best_state is not None:
         model.load_state_dict(state.best_state)
+    training_state = None
+    if cancelled:  # keep what is needed to resume the cancelled run, before any correction
+        last = snapshot(
+            config, data, model, estimator, state.history, optimizer, len(state.history), state
+        )
+        training_state = last.training_state
+    shift = None
+    if config.tiles_per_epoch is not None:
+        shift = undo_balanced_prior(model.head, tiles["train"][1])
     mean, std = config.normalisation()
     report = final_report(
         predict_logits(model, tiles["val"][0], device, config.eval_batch_size, False, mean, std),
@@ -133,13 +148,8 @@ def finish(
         **report.metrics,
         "data": data.summary(),
         "cancelled": cancelled,
+        "prior_correction": shift,
     }
-    training_state = None
-    if cancelled:  # keep what is needed to resume the cancelled run
-        last = snapshot(
-            config, data, model, estimator, state.history, optimizer, len(state.history), state
-        )
-        training_state = last.training_state
     return _checkpoint(
         config,
         data,
@@ -151,3 +161,31 @@ def finish(
         metrics,
         report.threshold,
     )
+
+
+@torch.no_grad()
+def undo_balanced_prior(head: nn.Linear, train_labels: torch.Tensor) -> list[float]:
+    """Post-hoc logit adjustment of a model trained on class-balanced samples.
+
+    Training drew the K classes present in equal shares, so the logits estimate
+    log p(y | x) under the prior 1/K. Adding log π_c − log(1/K) to the bias of class c,
+    where π_c is class c's share of the training split, moves them to the split's prior:
+
+        z_c ← z_c + log π_c + log K        (classes absent from the split: unchanged)
+
+    For two classes this shifts the defect margin by a constant, so a threshold chosen
+    afterwards makes the same decisions; what changes is the calibration.
+
+    Args:
+        head: the (C, F) linear head; its bias is changed in place.
+        train_labels: (N,) int64 training labels.
+
+    Returns:
+        The C added values.
+    """
+    counts = torch.bincount(train_labels.to(torch.int64), minlength=head.out_features).double()
+    present = counts > 0
+    shift = torch.zeros_like(counts)
+    shift[present] = torch.log(counts[present] / counts.sum()) + torch.log(present.sum().double())
+    head.bias.add_(shift.to(head.bias.dtype).to(head.bias.device))
+    return [float(v) for v in shift]

@@ -316,3 +316,30 @@ def test_old_configs_resume_in_the_precision_they_ran_in():
     old = {k: v for k, v in TrainConfig().to_dict().items() if k != "cpu_bf16"}
     assert TrainConfig.from_dict(old).cpu_bf16 is False
     assert TrainConfig().cpu_bf16 is True and TrainConfig().loss == "igmsda-exact"
+
+
+def test_undoing_the_balanced_prior_moves_the_logits_by_the_log_prior_ratio():
+    from models.training.snapshots import undo_balanced_prior
+
+    head = torch.nn.Linear(4, 3).double()
+    before = head.bias.clone()
+    labels = torch.tensor([0] * 75 + [1] * 25)  # class 2 absent
+    shift = undo_balanced_prior(head, labels)
+    expected = torch.tensor([math.log(0.75 * 2), math.log(0.25 * 2), 0.0], dtype=torch.float64)
+    torch.testing.assert_close(head.bias - before, expected, rtol=0, atol=1e-12)
+    assert shift == pytest.approx(expected.tolist())
+    # Under the balanced prior p(y|x) ∝ p(x|y); adding log π gives p(x|y) π: Bayes' rule.
+    features = torch.randn(5, 4, dtype=torch.float64)
+    head2 = torch.nn.Linear(4, 3).double()
+    head2.load_state_dict({"weight": head.weight, "bias": before})
+    balanced = torch.softmax(head2(features)[:, :2], 1)
+    adjusted = torch.softmax(head(features)[:, :2], 1)
+    reweighted = balanced * torch.tensor([0.75, 0.25], dtype=torch.float64)
+    torch.testing.assert_close(adjusted, reweighted / reweighted.sum(1, keepdim=True))
+
+
+def test_balanced_epochs_record_the_prior_correction(tiny_set):
+    data = load_labelled_set(tiny_set)
+    result = fit(tiny_config(epochs=1, tiles_per_epoch=32), data)
+    assert len(result.metrics["prior_correction"]) == 2
+    assert fit(tiny_config(epochs=1), data).metrics["prior_correction"] is None

@@ -133,7 +133,9 @@ def label_tiles(mask: np.ndarray, tile: int) -> tuple[list[tuple[int, int, int]]
     height, width = mask.shape
     stride = max(1, tile // 2)
     origins = [
-        (x, y) for y in tile_origins(height, tile, stride) for x in tile_origins(width, tile, stride)
+        (x, y)
+        for y in tile_origins(height, tile, stride)
+        for x in tile_origins(width, tile, stride)
     ]
     boxes = [(x, y, tile, tile) for x, y in origins]  # cut short by a photo under a tile
     kept: list[tuple[int, int, int]] = []

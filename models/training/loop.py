@@ -1,7 +1,8 @@
 """fit(): the training run, epoch by epoch, as torchvision's reference splits it.
 
-Each epoch: train_one_epoch (models/training/steps.py), then macro F on validation; the best
-epoch's weights are kept. After the last epoch, models/training/snapshots.finish loads them,
+Each epoch: train_one_epoch (models/training/steps.py), then the defect tiles' F1 on
+validation at their best threshold (macro F where that is undefined); the best epoch's weights
+are kept. After the last epoch, models/training/snapshots.finish loads them,
 fits the temperature T and the operating threshold on validation, and reports on test.
 """
 
@@ -23,6 +24,7 @@ from models.checkpoint import Checkpoint
 from models.data import LabelledSet, epoch_batches, load_tiles
 from models.device import select_device
 from models.metrics import evaluation_report
+from models.threshold import choose_threshold, defect_scores
 from models.training.config import TrainConfig
 from models.training.criterion import build_criterion, estimator_of
 from models.training.snapshots import RunState, finish, restore, snapshot
@@ -68,7 +70,7 @@ def fit(
     on_epoch_end: EpochEndFn | None = None,
     tiles: Tiles | None = None,
 ) -> TrainResult:
-    """Train, keep the best epoch by validation macro F, calibrate, and test.
+    """Train, keep the best epoch by the defect tiles' validation F1, calibrate, and test.
 
     Args:
         config: the recipe.
@@ -110,7 +112,7 @@ def fit(
         record = _validate(parts.model, tiles, data, config, device)
         record = {"epoch": epoch + 1, "lr": lr, **_rates(train_loss, seconds, seen), **record}
         state.history.append(record)
-        improved = _keep_if_best(state, parts.model, record["val_macro_f1"], epoch + 1)
+        improved = _keep_if_best(state, parts.model, _selection_score(record), epoch + 1)
         if progress is not None:
             percent = 100.0 * (epoch + 1) / config.epochs
             progress(epoch, steps, {"phase": "epoch_end", "percent": percent, **record})
@@ -267,7 +269,8 @@ def _rates(train_loss: float, seconds: float, seen: int) -> dict[str, float]:
 def _validate(
     model: Classifier, tiles: Tiles, data: LabelledSet, config: TrainConfig, device: torch.device
 ) -> dict[str, float]:
-    """The epoch's validation figures: macro F (which picks the best epoch), accuracy, ECE, NLL."""
+    """The epoch's validation figures: macro F, accuracy, ECE, NLL and the defect tiles' F1
+    at the best threshold (which picks the best epoch: _selection_score)."""
     logits = predict_logits(
         model,
         tiles["val"][0],
@@ -276,17 +279,31 @@ def _validate(
         config.cpu_bf16,
         *config.normalisation(),
     )
-    val = evaluation_report(logits, tiles["val"][1], data.classes)
-    return {
+    labels = tiles["val"][1]
+    val = evaluation_report(logits, labels, data.classes)
+    record = {
         "val_macro_f1": val["macro_f1"],
         "val_accuracy": val["accuracy"],
         "val_ece": val["ece"],
         "val_nll": val["nll"],
     }
+    defect_index = [data.classes.index(c) for c in data.defect_classes]
+    score, truth = defect_scores(torch.softmax(logits.double(), 1), labels, defect_index)
+    if 0 < int(truth.sum()) < truth.numel():  # both kinds of tile: a defect F1 is defined
+        record["val_tile_f1"] = choose_threshold(score, truth)["val"]["f1"]
+    return record
+
+
+def _selection_score(record: dict[str, Any]) -> float:
+    """What picks the best epoch: the defect tiles' F1 on validation at that epoch's best
+    threshold, which is the operating point the model will get (the temperature does not
+    change the ranking); macro F where validation lacks a kind of tile. Macro F at argmax
+    picked an early epoch of a bounded run whose test tile F1 was 0.06 below the last's."""
+    return float(record.get("val_tile_f1", record["val_macro_f1"]))
 
 
 def _keep_if_best(state: RunState, model: Classifier, val_f1: float, epoch: int) -> bool:
-    """Keep a copy of the weights when this epoch's validation macro F is the best so far."""
+    """Keep a copy of the weights when this epoch's selection score is the best so far."""
     if val_f1 <= state.best_f1:
         return False
     state.best_f1 = val_f1

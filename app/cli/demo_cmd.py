@@ -25,6 +25,7 @@ import httpx
 from app.cli.demo_data import (
     REAL_SETS,
     SHARED_DATA,
+    MaskScore,
     check_reply,
     upload_real,
     upload_synthetic,
@@ -185,8 +186,13 @@ def _demo(
     ]
     if real:
         print(f"5/6 inspecting {len(held_out)} real photos held out of training")
-        for path in held_out:
-            lines.append(_inspect(client, path, demo_dir))
+        scores = MaskScore()
+        for photo in held_out:
+            reply = _inspect(client, photo.photo, demo_dir)
+            lines.append(_map_line(photo.photo, reply, demo_dir))
+            if reply["status"] == InspectionStatus.SUCCEEDED:
+                lines.append("    " + scores.add(reply["crackmap"], photo.mask))
+        lines.append(scores.summary())
         print("6/6 the synthetic survey photo is skipped: the model was trained on real photos")
     else:
         print("5/6 inspecting a synthetic 2400x1600 survey photo")
@@ -195,7 +201,7 @@ def _demo(
         )
         survey = demo_dir / "survey.png"
         photo.save(survey)
-        lines.append(_inspect(client, survey, demo_dir))
+        lines.append(_map_line(survey, _inspect(client, survey, demo_dir), demo_dir))
         print("6/6 no real photos to inspect (synthetic demo)")
     return "\n".join(lines)
 
@@ -213,7 +219,8 @@ def _follow(client: httpx.Client, job_id: str, epochs: int) -> dict[str, Any]:
         follower.close()
 
 
-def _inspect(client: httpx.Client, path: Path, out: Path) -> str:
+def _inspect(client: httpx.Client, path: Path, out: Path) -> dict[str, Any]:
+    """Map one photo through the API; its inspection when it has ended (overlay saved)."""
     reply = check_reply(
         client.post("/v1/inspections", files={"image": (path.name, path.read_bytes())}),
         f"inspection of {path.name}",
@@ -221,12 +228,17 @@ def _inspect(client: httpx.Client, path: Path, out: Path) -> str:
     while reply["status"] in INSPECTION_UNFINISHED:
         time.sleep(0.5)
         reply = check_reply(client.get(f"/v1/inspections/{reply['id']}"), "inspection status")
+    if reply["status"] == InspectionStatus.SUCCEEDED:
+        overlay = out / f"{path.stem}.overlay.png"
+        overlay.write_bytes(client.get(f"/v1/inspections/{reply['id']}/overlay.png").content)
+    return reply
+
+
+def _map_line(path: Path, reply: dict[str, Any], out: Path) -> str:
     if reply["status"] != InspectionStatus.SUCCEEDED:
         return f"{path.name}: {reply['status']} ({reply['error']})"
-    overlay = out / f"{path.stem}.overlay.png"
-    overlay.write_bytes(client.get(f"/v1/inspections/{reply['id']}/overlay.png").content)
     s = reply["crackmap"]["summary"]
     return (
         f"{path.name}: {s['defect_tiles']}/{s['tiles']} defect tiles, {100 * s['defect_area_fraction']:.1f}% "
-        f"of the area, max p {s['max_defect_prob']:.2f}; overlay {overlay}"
+        f"of the area, max p {s['max_defect_prob']:.2f}; overlay {out / (path.stem + '.overlay.png')}"
     )

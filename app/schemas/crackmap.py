@@ -62,6 +62,9 @@ class ModelStamp(BaseModel):
     loss: str | None = None
     device: str
     precision: str = Field("float32", description="float32, or bfloat16 / float16 autocast")
+    tta: str = Field(
+        "none", description="test-time augmentation averaged over: none, flip (2 views), d4 (8)"
+    )
     model_id: str | None = None
 
 

@@ -23,6 +23,7 @@ from models.inference.intake import DEFAULT_MAX_PIXELS, open_image
 from models.inference.resident import decode_to_device, host_preview
 from models.inference.tile_table import TileTable
 from models.inference.tiling import Piece, TileGrid, make_grid, shared_batches
+from models.inference.tta import averaged, check_tta
 
 ProgressFn = Callable[[int, int], None]  # (tiles done, tiles total)
 
@@ -43,6 +44,7 @@ class PhotoRequest:
     tile: int | None = None
     stride: int | None = None
     threshold: float | None = None
+    tta: str | None = None  # one of models.inference.tta.TTA_MODES; None: the config's
 
 
 @dataclass
@@ -76,8 +78,10 @@ class InferenceConfig:
     # tensor path and the PIL path give identical tiles; PIL is kept as the CPU default.
     resident: bool | None = None
     prefetch: bool | None = None  # prepare the next batch in a thread; default: on CUDA only
+    tta: str = "none"  # test-time augmentation (models.inference.tta): none, flip or d4
 
     def __post_init__(self) -> None:
+        check_tta(self.tta)
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
@@ -133,10 +137,15 @@ class Predictor:
         }
 
     @torch.inference_mode()
-    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+    def forward(self, batch: torch.Tensor, tta: str | None = None) -> torch.Tensor:
         """(B, 3, S, S) uint8 tiles (any device) -> (B, C) float32 calibrated probabilities
         softmax(z / T) on the model's device: normalised there, channels_last, in bf16 (or
-        fp16) under autocast where configured."""
+        fp16) under autocast where configured; with tta (default: the config's) the mean of
+        those over the tiles' flipped and rotated views (models.inference.tta)."""
+        mode = check_tta(tta or self.config.tta)
+        return averaged(self._probabilities, batch.to(self.device, non_blocking=True), mode)
+
+    def _probabilities(self, batch: torch.Tensor) -> torch.Tensor:
         x = normalise(batch.to(self.device, non_blocking=True), self.mean, self.std)
         x = x.contiguous(memory_format=torch.channels_last)
         if self.amp is None:
@@ -146,9 +155,9 @@ class Predictor:
                 logits = self.model(x)
         return torch.softmax(logits.float() / self.temperature, dim=1)
 
-    def predict_batch(self, batch: torch.Tensor) -> torch.Tensor:
+    def predict_batch(self, batch: torch.Tensor, tta: str | None = None) -> torch.Tensor:
         """(B, 3, S, S) uint8 tiles -> (B, C) calibrated probabilities, float32 on the CPU."""
-        return self.forward(batch).cpu()
+        return self.forward(batch, tta).cpu()
 
     def warm_up(self) -> None:
         """Run one batch (and, on the resident path, one JPEG decode: nvjpeg starts lazily)
@@ -167,9 +176,10 @@ class Predictor:
         stride: int | None = None,
         threshold: float | None = None,
         progress: ProgressFn | None = None,
+        tta: str | None = None,
     ) -> CrackMap:
         """Decode an image file's bytes and map it (see inspect_image and map_photos)."""
-        result = self.map_photos([PhotoRequest(data, tile, stride, threshold)], progress)[0]
+        result = self.map_photos([PhotoRequest(data, tile, stride, threshold, tta)], progress)[0]
         if isinstance(result, Exception):
             raise result
         return result.crack_map
@@ -184,8 +194,19 @@ class Predictor:
         host. A photo that cannot be decoded, or whose grid is invalid, gets its exception
         in its place; the others are mapped. Probabilities come back to the host once, at
         the end. Each map's timings hold decode_s and the shared tiling_s, forward_s and
-        assemble_s, and device_peak_mb on CUDA.
+        assemble_s, and device_peak_mb on CUDA. Photos asked with different test-time
+        augmentations are mapped in one group per mode.
         """
+        modes = [check_tta(r.tta or self.config.tta) for r in requests]
+        if len(set(modes)) > 1:
+            grouped: list[MappedPhoto | Exception] = [ValueError("not mapped")] * len(requests)
+            for mode in dict.fromkeys(modes):
+                ks = [k for k, m in enumerate(modes) if m == mode]
+                group = self.map_photos([requests[k] for k in ks], progress)
+                for k, result in zip(ks, group, strict=True):
+                    grouped[k] = result
+            return grouped
+        mode = modes[0] if modes else self.config.tta
         started = time.perf_counter()
         results: list[MappedPhoto | Exception | None] = [None] * len(requests)
         photos: list[tuple[int, torch.Tensor | Image.Image, TileGrid, float]] = []
@@ -203,7 +224,7 @@ class Predictor:
                     continue
                 photos.append((k, image, grid, threshold))
             decoded = time.perf_counter()
-            probs, timings = self._classify(photos, progress)
+            probs, timings = self._classify(photos, progress, mode)
             peak = (
                 {"device_peak_mb": torch.cuda.max_memory_allocated(self.device) / 2**20}
                 if self.device.type == "cuda"
@@ -211,7 +232,7 @@ class Predictor:
             )
         for (k, image, grid, threshold), p in zip(photos, probs, strict=True):
             assembling = time.perf_counter()
-            crack_map = self._crack_map(grid, p, threshold, {})
+            crack_map = self._crack_map(grid, p, threshold, {}, mode)
             crack_map.timings = {
                 "decode_s": (decoded - started) / max(1, len(requests)),
                 **timings,
@@ -237,6 +258,7 @@ class Predictor:
         self,
         photos: list[tuple[int, torch.Tensor | Image.Image, TileGrid, float]],
         progress: ProgressFn | None,
+        tta: str,
     ) -> tuple[list[torch.Tensor], dict[str, float]]:
         """Every photo's (N_k, C) probabilities (CPU float32), from shared batches."""
         started = time.perf_counter()
@@ -251,7 +273,7 @@ class Predictor:
         for pieces, batch in self._prefetched(batches):
             t0 = time.perf_counter()
             tiling += t0 - waiting  # cutting (or waiting for) this batch
-            p = self.forward(batch)
+            p = self.forward(batch, tta)
             row = 0
             for k, first, count in pieces:
                 out[k][first : first + count] = p[row : row + count]
@@ -274,6 +296,7 @@ class Predictor:
         stride: int | None = None,
         threshold: float | None = None,
         progress: ProgressFn | None = None,
+        tta: str | None = None,
     ) -> CrackMap:
         """Map an (H, W, 3) uint8 array (see inspect_image for the arguments)."""
         if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
@@ -282,7 +305,7 @@ class Predictor:
             warnings.simplefilter("ignore", UserWarning)
             image = torch.from_numpy(array).permute(2, 0, 1)  # (3, H, W) view, no copy
         return self._inspect(
-            image, array.shape[0], array.shape[1], tile, stride, threshold, progress
+            image, array.shape[0], array.shape[1], tile, stride, threshold, progress, tta
         )
 
     def inspect_image(
@@ -292,6 +315,7 @@ class Predictor:
         stride: int | None = None,
         threshold: float | None = None,
         progress: ProgressFn | None = None,
+        tta: str | None = None,
     ) -> CrackMap:
         """Map an RGB PIL image; tiles are cropped from it batch by batch (no full-size copy).
 
@@ -303,10 +327,13 @@ class Predictor:
                 was trained; otherwise the tile, no overlap).
             threshold: a tile is a defect when its summed defect-class probability >= threshold
                 (default: the model's operating threshold, chosen on its validation split).
+            tta: test-time augmentation, none, flip or d4 (default: the config's).
         """
         if image.mode != "RGB":
             raise ValueError(f"image must be RGB, got mode {image.mode}")
-        return self._inspect(image, image.height, image.width, tile, stride, threshold, progress)
+        return self._inspect(
+            image, image.height, image.width, tile, stride, threshold, progress, tta
+        )
 
     def _inspect(
         self,
@@ -317,15 +344,18 @@ class Predictor:
         stride: int | None,
         threshold: float | None,
         progress: ProgressFn | None,
+        tta: str | None = None,
     ) -> CrackMap:
         grid, threshold = self._grid((height, width), tile, stride, threshold)
+        mode = check_tta(tta or self.config.tta)
         with self._lock:
-            probs, timings = self._classify([(0, image, grid, threshold)], progress)
+            probs, timings = self._classify([(0, image, grid, threshold)], progress, mode)
         return self._crack_map(
             grid,
             probs[0],
             threshold,
             {**timings, "tiles_per_s": len(grid) / max(timings["tiles_s"], 1e-9)},
+            mode,
         )
 
     def _grid(
@@ -370,7 +400,12 @@ class Predictor:
                 yield item
 
     def _crack_map(
-        self, grid: TileGrid, probs: torch.Tensor, threshold: float, timings: dict[str, float]
+        self,
+        grid: TileGrid,
+        probs: torch.Tensor,
+        threshold: float,
+        timings: dict[str, float],
+        tta: str = "none",
     ) -> CrackMap:
         """Arrays, not per-tile objects: probs (N, C) -> the table, p_defect (N,) -> the heatmap."""
         class_probs = probs.numpy().astype(np.float32, copy=False)
@@ -393,6 +428,6 @@ class Predictor:
             input_size=self.checkpoint.input_size,
             heatmap=cell_heatmap(grid, defect, cell),
             cell=cell,
-            model=self.model_info,
+            model={**self.model_info, "tta": tta},
             timings=timings,
         )

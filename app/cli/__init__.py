@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from app.cli import (
+    adapt_cmd,
     bench_cmd,
     demo_cmd,
     evaluate_cmd,
@@ -16,7 +17,16 @@ from app.cli import (
     train_cmd,
 )
 
-COMMANDS = (demo_cmd, serve_cmd, train_cmd, evaluate_cmd, inspect_cmd, labels_cmd, bench_cmd)
+COMMANDS = (
+    demo_cmd,
+    serve_cmd,
+    train_cmd,
+    evaluate_cmd,
+    inspect_cmd,
+    adapt_cmd,
+    labels_cmd,
+    bench_cmd,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -46,6 +46,13 @@ def register(sub: Any) -> None:
         help="bf16 autocast on CPUs with AVX512-BF16 or AMX, fp32 on others (docs/RESULTS.md "
         "§9); --no-cpu-bf16: fp32",
     )
+    p.add_argument(
+        "--tta",
+        choices=("none", "flip", "d4"),
+        default="none",
+        help="test-time augmentation: average each tile's probabilities over its mirror "
+        "(flip, 2x the work) or its 8 rotations and mirrors (d4, 8x)",
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("--max-pixels", type=int, default=250_000_000)
     p.add_argument("--out", type=Path, required=True, help="folder: one subfolder per image")
@@ -65,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
             cpu_bf16=args.cpu_bf16,
             max_pixels=args.max_pixels,
             threshold=args.threshold,
+            tta=args.tta,
         ),
     )
     failures = 0

@@ -59,3 +59,8 @@ def test_demo_on_real_photos_maps_photos_it_never_saw(tmp_path):
     assert "(real photos)" in out and "held out of training" in out
     overlays = sorted((tmp_path / "data" / "demo").glob("*.overlay.png"))
     assert len(overlays) == 4, overlays
+    # Each map is scored against its mask, and the photos' figures are printed together.
+    assert out.count("against its mask:") == 4, out
+    assert "held-out photos scored against their masks" in out and "tile F1" in out
+    assert "of crack-free tiles flagged" in out
+    assert any(p.name.startswith("noncrack") for p in overlays), overlays  # a crack-free wall

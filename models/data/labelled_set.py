@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from models.data.class_names import check_class_names
 from models.data.layouts import SPLITS, Entry, list_entries
 from models.data.mask_set import DEFAULT_MASK_TILE, load_masks_set
 from models.data.masks import is_masks_layout
@@ -49,6 +50,7 @@ def load_labelled_set(
         return load_masks_set(source, mask_tile, seed, verify_images)
     listing = list_entries(source)
     found = sorted({e.label for e in listing.entries})
+    check_class_names(found, source.location)
     if classes is not None:
         if sorted(classes) != found:
             raise ValueError(f"the set's classes {found} differ from the expected {list(classes)}")

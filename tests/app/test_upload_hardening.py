@@ -17,6 +17,7 @@ from models.inference import inspection_grid
 from tests.app.conftest import Api, import_and_activate
 from tests.app.test_api import assert_error, count
 from tests.models.inference.test_predictor import constant_checkpoint
+from tests.models.test_class_names import csv_set
 from tests.models.test_zip_damage import DAMAGED, many_small_zeros
 
 
@@ -140,4 +141,15 @@ def test_a_zip_of_many_small_zero_members_is_a_422(api, tmp_path):
     before = stored(api)
     error = assert_error(upload_set(api, path.read_bytes()), 422, "file")
     assert "in all" in error["message"]
+    assert stored(api) == before
+
+
+# ------------------------------------------------------------------ item 15: class names
+
+
+def test_a_set_whose_class_is_a_path_is_a_422(api, tmp_path):
+    csv_set(tmp_path / "set.zip", "../../../tmp/x<script>")
+    before = stored(api)
+    error = assert_error(upload_set(api, (tmp_path / "set.zip").read_bytes()), 422, "file")
+    assert "class name" in error["message"]
     assert stored(api) == before

@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.tables import Blob, Dataset
+from core.tables import Blob, Dataset, NetworkModel
 from models.checkpoint import save_checkpoint
 from models.inference import inspection_grid
 from tests.app.conftest import Api, import_and_activate
 from tests.app.test_api import assert_error, count
 from tests.models.inference.test_predictor import constant_checkpoint
+from tests.models.test_checkpoint import odd_checkpoints
 from tests.models.test_class_names import csv_set
 from tests.models.test_zip_damage import DAMAGED, many_small_zeros
 
@@ -153,3 +154,26 @@ def test_a_set_whose_class_is_a_path_is_a_422(api, tmp_path):
     error = assert_error(upload_set(api, (tmp_path / "set.zip").read_bytes()), 422, "file")
     assert "class name" in error["message"]
     assert stored(api) == before
+
+
+# ------------------------------------------------------------- item 17: odd checkpoints
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["temperature 0", "threshold NaN", "input size 100000", "weights of another backbone"],
+)
+def test_an_odd_checkpoint_is_a_422_on_import(api, tmp_path, case):
+    ckpt, words = odd_checkpoints()[case]
+    save_checkpoint(ckpt, tmp_path / "odd.ckpt")
+    before = count(api.settings.db_url, NetworkModel), count(api.settings.db_url, Blob)
+    reply = api.client.post(
+        "/v1/models",
+        files={
+            "file": ("odd.ckpt", (tmp_path / "odd.ckpt").read_bytes(), "application/octet-stream")
+        },
+        headers=api.headers("admin"),
+    )
+    error = assert_error(reply, 422, "file")
+    assert words in error["message"]
+    assert (count(api.settings.db_url, NetworkModel), count(api.settings.db_url, Blob)) == before

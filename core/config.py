@@ -36,6 +36,18 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(
         250_000_000, description="pixel cap checked from the image header"
     )
+    max_set_tiles: int = Field(
+        1_000_000,
+        ge=1,
+        description="most tiles one uploaded set may hold (its images, or the tiles its "
+        "photos cut into at mask_tile), counted from headers before anything is decoded",
+    )
+    dataset_upload_slots: int = Field(
+        2,
+        ge=1,
+        description="set uploads checked at once by one API process; more answer 429 with "
+        "Retry-After",
+    )
     inspection_queue_size: int = Field(
         8, description="inspections accepted but not finished, at most"
     )

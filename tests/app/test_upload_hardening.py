@@ -4,7 +4,11 @@ zip members, class names, EXIF sizes and odd checkpoints."""
 
 from __future__ import annotations
 
+import contextlib
 import io
+import resource
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +23,8 @@ from tests.app.test_api import assert_error, count
 from tests.models.inference.test_predictor import constant_checkpoint
 from tests.models.test_checkpoint import odd_checkpoints
 from tests.models.test_class_names import csv_set
-from tests.models.test_zip_damage import DAMAGED, many_small_zeros
+from tests.models.test_set_limits import masks_zip
+from tests.models.test_zip_damage import DAMAGED, many_small_zeros, tile_set_zip
 
 
 def jpeg(width: int, height: int, **save: object) -> bytes:
@@ -177,3 +182,63 @@ def test_an_odd_checkpoint_is_a_422_on_import(api, tmp_path, case):
     error = assert_error(reply, 422, "file")
     assert words in error["message"]
     assert (count(api.settings.db_url, NetworkModel), count(api.settings.db_url, Blob)) == before
+
+
+# ------------------------------------- item 9: set photos under the caps, upload slots
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def test_a_small_masks_zip_cannot_cost_a_big_decode(api, tmp_path):
+    """The issue's case: a 6000x6000 PNG photo and its mask in a zip of ~200 KB, at
+    mask_tile=8, cost 890 MB. It cuts into 2.25 M tiles, over CRACKSCAN_MAX_SET_TILES: it is
+    refused from the photo's header, before the photo or its mask is decoded."""
+    path = masks_zip(tmp_path / "big.zip", 6000)
+    assert path.stat().st_size < 1 << 20
+    data = path.read_bytes()
+    before_rss, before = peak_rss_mb(), stored(api)
+    error = assert_error(upload_set(api, data, mask_tile="8"), 422, "file")
+    assert "CRACKSCAN_MAX_SET_TILES" in error["message"]
+    assert peak_rss_mb() - before_rss < 100  # the photo alone is 108 MB as RGB
+    assert stored(api) == before
+
+
+def test_set_photos_are_decoded_under_the_pixel_cap(api_factory, tmp_path):
+    capped = api_factory(max_image_pixels=1_000_000)
+    data = masks_zip(tmp_path / "big.zip", 1200, photos=3).read_bytes()  # 1.44 MP each
+    error = assert_error(upload_set(capped, data), 422, "file")
+    assert "no usable photo" in error["message"] and "3 skipped" in error["message"]
+
+
+def test_set_uploads_past_their_slots_answer_429(api_factory, tmp_path):
+    api = api_factory(dataset_upload_slots=1)
+    zipped = bytes(tile_set_zip())
+    with api.client.app.state.dataset_slots.hold():  # another upload is being checked
+        reply = upload_set(api, zipped)
+        error = assert_error(reply, 429)
+        assert "CRACKSCAN_DATASET_UPLOAD_SLOTS" in error["message"]
+        assert int(reply.headers["Retry-After"]) > 0
+    assert upload_set(api, zipped).status_code == 201  # the place is free again
+
+
+def test_parallel_set_uploads_never_exceed_their_slots(api_factory, tmp_path):
+    api = api_factory(dataset_upload_slots=2)
+    slots = api.client.app.state.dataset_slots
+    zipped = masks_zip(tmp_path / "set.zip", 160, photos=3).read_bytes()
+    seen: list[int] = []
+    hold = slots.hold
+
+    @contextlib.contextmanager
+    def watched():  # type: ignore[no-untyped-def]
+        with hold():
+            seen.append(slots.taken)
+            time.sleep(0.3)  # long enough for the others to arrive while it is held
+            yield
+
+    slots.hold = watched
+    with ThreadPoolExecutor(6) as pool:
+        codes = sorted(pool.map(lambda _: upload_set(api, zipped).status_code, range(6)))
+    assert set(codes) <= {201, 429} and 201 in codes and 429 in codes, codes
+    assert max(seen) <= 2 and slots.taken == 0

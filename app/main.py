@@ -111,7 +111,7 @@ def _start_services(app: FastAPI, settings: Settings) -> InspectionRunner:
     )
     app.state.settings, app.state.sessions, app.state.metrics = settings, sessions, metrics
     app.state.registry, app.state.runner, app.state.jobs = registry, runner, JobQueue(settings)
-    app.state.photos = PhotoCache(settings.review_cache_pixels)
+    app.state.photos = PhotoCache(settings.review_cache_pixels, settings.photo_decode_mb << 20)
     app.state.dataset_slots = Slots(
         settings.dataset_upload_slots, "set uploads", "CRACKSCAN_DATASET_UPLOAD_SLOTS"
     )

@@ -66,6 +66,12 @@ class Settings(BaseSettings):
         ge=0,
         description="decoded photos kept for review crops, in pixels (the last one is always kept)",
     )
+    photo_decode_mb: int = Field(
+        1024,
+        ge=1,
+        description="memory the photo decodes for review crops and photo.jpg may take at once, "
+        "in MiB (4 bytes a pixel; one decode may always run): past it, 503 with Retry-After",
+    )
     inspection_lease_s: float = Field(
         30.0,
         gt=0,

@@ -242,3 +242,32 @@ def test_parallel_set_uploads_never_exceed_their_slots(api_factory, tmp_path):
         codes = sorted(pool.map(lambda _: upload_set(api, zipped).status_code, range(6)))
     assert set(codes) <= {201, 429} and 201 in codes and 429 in codes, codes
     assert max(seen) <= 2 and slots.taken == 0
+
+
+# ------------------------------------------------ item 8: one decode per photo at a time
+
+
+def test_parallel_first_crop_and_photo_requests_decode_the_photo_once(api, tmp_path):
+    import_and_activate(api, tmp_path)
+    body = inspect(api, jpeg(640, 480), tile="64").json()
+    assert body["status"] == "succeeded", body
+    read = api.headers("read")
+    urls = [f"/v1/inspections/{body['id']}/tiles/{i}/{i}.png" for i in range(6)]
+    urls += [body["photo_url"]] * 2
+    with ThreadPoolExecutor(8) as pool:
+        replies = list(pool.map(lambda url: api.client.get(url, headers=read), urls))
+    assert [r.status_code for r in replies] == [200] * 8
+    assert api.client.app.state.photos.decodes == 1
+
+
+def test_a_photo_decode_over_the_budget_is_a_503_with_json(api_factory, tmp_path):
+    api = api_factory(photo_decode_mb=1)
+    import_and_activate(api, tmp_path)
+    body = inspect(api, jpeg(640, 480), tile="64").json()
+    cache = api.client.app.state.photos
+    cache._decoding = 1  # noqa: SLF001  (another photo's decode holds the budget)
+    reply = api.client.get(body["photo_url"], headers=api.headers("read"))
+    error = assert_error(reply, 503)
+    assert "CRACKSCAN_PHOTO_DECODE_MB" in error["message"] and reply.headers["Retry-After"]
+    cache._decoding = 0  # noqa: SLF001
+    assert api.client.get(body["photo_url"], headers=api.headers("read")).status_code == 200

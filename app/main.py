@@ -37,6 +37,7 @@ from app.services.inspections import InspectionRunner
 from app.services.jobs import JobQueue
 from app.services.models import ModelRegistry
 from app.services.photos import PhotoCache
+from app.services.slots import Slots
 from core.config import Settings, get_settings
 from core.db import redacted_url, session_factory
 from core.migrate import is_up_to_date
@@ -110,7 +111,10 @@ def _start_services(app: FastAPI, settings: Settings) -> InspectionRunner:
     )
     app.state.settings, app.state.sessions, app.state.metrics = settings, sessions, metrics
     app.state.registry, app.state.runner, app.state.jobs = registry, runner, JobQueue(settings)
-    app.state.photos = PhotoCache(settings.review_cache_pixels)
+    app.state.photos = PhotoCache(settings.review_cache_pixels, settings.photo_decode_mb << 20)
+    app.state.dataset_slots = Slots(
+        settings.dataset_upload_slots, "set uploads", "CRACKSCAN_DATASET_UPLOAD_SLOTS"
+    )
     metrics.gauge(
         "crackscan_inspection_queue_depth",
         "Inspections waiting in this server's queue.",

@@ -36,6 +36,18 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(
         250_000_000, description="pixel cap checked from the image header"
     )
+    max_set_tiles: int = Field(
+        1_000_000,
+        ge=1,
+        description="most tiles one uploaded set may hold (its images, or the tiles its "
+        "photos cut into at mask_tile), counted from headers before anything is decoded",
+    )
+    dataset_upload_slots: int = Field(
+        2,
+        ge=1,
+        description="set uploads checked at once by one API process; more answer 429 with "
+        "Retry-After",
+    )
     inspection_queue_size: int = Field(
         8, description="inspections accepted but not finished, at most"
     )
@@ -53,6 +65,12 @@ class Settings(BaseSettings):
         100_000_000,
         ge=0,
         description="decoded photos kept for review crops, in pixels (the last one is always kept)",
+    )
+    photo_decode_mb: int = Field(
+        1024,
+        ge=1,
+        description="memory the photo decodes for review crops and photo.jpg may take at once, "
+        "in MiB (4 bytes a pixel; one decode may always run): past it, 503 with Retry-After",
     )
     inspection_lease_s: float = Field(
         30.0,

@@ -23,6 +23,7 @@ from typing import IO, Any
 import torch
 
 from models.backbones import Classifier, build_classifier
+from models.checkpoint_checks import checkpoint_problems
 from models.threshold import DEFAULT_THRESHOLD
 
 FORMAT = "crackscan.checkpoint"
@@ -174,6 +175,11 @@ def load_checkpoint(source: str | Path | bytes | IO[bytes], verify: bool = True)
         )
     except (KeyError, TypeError) as exc:
         raise CheckpointError(f"{name} is a damaged crackscan checkpoint: missing {exc}") from exc
+    except (ValueError, OverflowError) as exc:  # int(nan), int('x'), float('x')
+        raise CheckpointError(f"{name} is a damaged crackscan checkpoint: {exc}") from exc
+    problems = checkpoint_problems(ckpt)
+    if problems:
+        raise CheckpointError(f"{name} cannot be used: " + "; ".join(problems))
     if verify and ckpt.compute_hash() != ckpt.content_hash:
         raise CheckpointError(f"{name} is damaged: its content hash does not match its weights")
     return ckpt

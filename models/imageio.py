@@ -37,16 +37,31 @@ def to_rgb8(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def decode_rgb(data: bytes, apply_exif: bool = True) -> Image.Image:
-    """Decode bytes fully into an 8-bit RGB image (EXIF orientation applied).
+def check_pixels(image: Image.Image, max_pixels: int | None) -> None:
+    """ImageDecodeError when an opened (not yet decoded) image has more pixels than the cap."""
+    width, height = image.size
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageDecodeError(
+            f"the image is {width}x{height} = {width * height / 1e6:.1f} MP, over the cap of "
+            f"{max_pixels / 1e6:.1f} MP (CRACKSCAN_MAX_IMAGE_PIXELS)"
+        )
+
+
+def decode_rgb(data: bytes, apply_exif: bool = True, max_pixels: int | None = None) -> Image.Image:
+    """Decode bytes fully into an 8-bit RGB image (EXIF orientation applied); with
+    max_pixels, an image over it is refused from its header, before it is decoded.
 
     Raises:
-        ImageDecodeError: the bytes are not an image, or are truncated or corrupt.
+        ImageDecodeError: the bytes are not an image, are truncated or corrupt, or the
+            image has more than max_pixels pixels.
     """
     try:
         with Image.open(io.BytesIO(data)) as opened:
+            check_pixels(opened, max_pixels)
             opened.load()
             image = ImageOps.exif_transpose(opened) if apply_exif else opened.copy()
+    except ImageDecodeError:
+        raise
     except Exception as exc:  # PIL raises many types for bad data
         raise ImageDecodeError(f"not a readable image: {exc}") from exc
     assert image is not None

@@ -25,11 +25,21 @@ from models.data import DEFAULT_MASK_TILE, LabelledSet, load_labelled_set
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
 
-def validate_zip(path: str, defect_classes: list[str] | None, mask_tile: int) -> LabelledSet:
+def validate_zip(
+    path: str, defect_classes: list[str] | None, mask_tile: int, settings: Settings
+) -> LabelledSet:
+    """The set the zip holds, every image decoded once under the pixel cap, the tiles
+    counted against CRACKSCAN_MAX_SET_TILES; 422 when it is not a usable set."""
     if not zipfile.is_zipfile(path):
         raise Unprocessable("the dataset must be a .zip file", field="file")
     try:
-        return load_labelled_set(path, defect_classes=defect_classes, mask_tile=mask_tile)
+        return load_labelled_set(
+            path,
+            defect_classes=defect_classes,
+            mask_tile=mask_tile,
+            max_pixels=settings.max_image_pixels,
+            max_tiles=settings.max_set_tiles,
+        )
     except ValueError as exc:
         raise Unprocessable(str(exc), field="file") from exc
 
@@ -48,14 +58,19 @@ async def create_dataset(
         Form(ge=8, le=1024, description="photos with masks: tile side in pixels (stride: half)"),
     ] = DEFAULT_MASK_TILE,
 ) -> DatasetRead:
-    async with spooled(file, settings.max_upload_mb << 20, "dataset.zip") as path:
-        defects = (
-            [c.strip() for c in defect_classes.split(",") if c.strip()] if defect_classes else None
-        )
-        data = await asyncio.to_thread(validate_zip, str(path), defects, mask_tile)
-        return await asyncio.to_thread(
-            store_dataset, request, settings, path, name or (file.filename or "dataset"), data
-        )
+    """Checked in full before it is stored; at most CRACKSCAN_DATASET_UPLOAD_SLOTS at once
+    (each decodes every image of its set), more answer 429."""
+    with request.app.state.dataset_slots.hold():
+        async with spooled(file, settings.max_upload_mb << 20, "dataset.zip") as path:
+            defects = (
+                [c.strip() for c in defect_classes.split(",") if c.strip()]
+                if defect_classes
+                else None
+            )
+            data = await asyncio.to_thread(validate_zip, str(path), defects, mask_tile, settings)
+            return await asyncio.to_thread(
+                store_dataset, request, settings, path, name or (file.filename or "dataset"), data
+            )
 
 
 def store_dataset(

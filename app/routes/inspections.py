@@ -43,7 +43,14 @@ from core.errors import Conflict, PayloadTooLarge, Unprocessable
 from core.statuses import INSPECTION_FINAL, InspectionStatus
 from core.tables import Inspection, TileLabel
 from models.imageio import ImageDecodeError
-from models.inference import ImageTooLargeError, check_complete, make_grid, probe
+from models.inference import (
+    ImageTooLargeError,
+    check_complete,
+    inspection_grid,
+    oriented_size,
+    probe,
+)
+from models.inference.inspection_grid import GridFacts
 
 QueryTime = Annotated[
     datetime | None, BeforeValidator(iso_datetime_text), AfterValidator(in_utc), Query()
@@ -106,7 +113,7 @@ async def create_inspection(
         async with spooled(image, settings.max_upload_mb << 20, "image") as path:
             width, height = await _checked_photo(path, settings.max_image_pixels)
             model_id, predictor = await asyncio.to_thread(registry.get, model_id)
-            _check_tiles(width, height, tile or predictor.checkpoint.input_size, stride, settings)
+            _check_tiles(predictor.checkpoint, width, height, tile, stride, settings)
             row = Inspection(
                 filename=image.filename or "image",
                 width=width,
@@ -135,9 +142,11 @@ async def create_inspection(
 
 
 async def _checked_photo(path: Path, max_pixels: int) -> tuple[int, int]:
-    """(width, height) of a complete photo under the pixel cap; 413 or 422 otherwise."""
+    """(width, height) of a complete photo under the pixel cap, as it is seen (EXIF
+    orientation applied, as the map measures it); 413 or 422 otherwise."""
     try:
-        _, width, height = probe(path, max_pixels)
+        probe(path, max_pixels)
+        width, height = oriented_size(path)
         await asyncio.to_thread(check_complete, path)  # decodes every pixel: off the loop
     except ImageTooLargeError as exc:
         raise PayloadTooLarge(str(exc), field="image") from exc
@@ -147,18 +156,24 @@ async def _checked_photo(path: Path, max_pixels: int) -> tuple[int, int]:
 
 
 def _check_tiles(
-    width: int, height: int, tile_px: int, stride: int | None, settings: Settings
+    model: GridFacts,
+    width: int,
+    height: int,
+    tile: int | None,
+    stride: int | None,
+    settings: Settings,
 ) -> None:
-    """422 when the tile grid does not fit the photo, or holds more tiles than the cap."""
+    """422 when the grid the model will cut (inspection_grid, as the predictor cuts it)
+    does not fit the photo, or holds more tiles than the cap."""
     field = "stride" if stride else "tile"
     try:
-        grid = make_grid(height, width, tile_px, stride)
+        grid = inspection_grid(model, height, width, tile, stride)
     except ValueError as exc:
         raise Unprocessable(str(exc), field=field) from exc
-    tiles = len(grid.ys) * len(grid.xs)
+    tiles = len(grid)
     if tiles > settings.max_tiles_per_inspection:
         raise Unprocessable(
-            f"tile {tile_px} at stride {grid.stride} cuts this {width}x{height} photo "
+            f"tile {grid.tile} at stride {grid.stride} cuts this {width}x{height} photo "
             f"into {tiles:,} tiles, over the cap of {settings.max_tiles_per_inspection:,} "
             "(CRACKSCAN_MAX_TILES_PER_INSPECTION): use a larger tile or stride",
             field=field,

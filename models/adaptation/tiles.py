@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 
 from models.checkpoint import Checkpoint
-from models.inference.tiling import make_grid, tile_range
+from models.inference.inspection_grid import inspection_grid
+from models.inference.tiling import tile_range
 
 PhotoSource = Image.Image | Callable[[], Image.Image]  # a photo, or how to decode it
 
@@ -16,8 +17,9 @@ PhotoSource = Image.Image | Callable[[], Image.Image]  # a photo, or how to deco
 def survey_tiles(
     photos: Sequence[PhotoSource], checkpoint: Checkpoint, max_tiles: int, seed: int = 0
 ) -> torch.Tensor:
-    """Up to max_tiles tiles of the photos as inference cuts them: the checkpoint's tile
-    size (tile_px, else its input size) at stride tile/2, resized to its input size.
+    """Up to max_tiles tiles of the photos as inference cuts them (inspection_grid: a masks
+    model's tile_px at stride tile/2, else its input size without overlap), resized to its
+    input size.
 
     Each photo gives an equal share of max_tiles (the first ones one more when it does not
     divide), drawn at random (seeded) among its tiles, or all of them when it has fewer.
@@ -36,7 +38,6 @@ def survey_tiles(
         raise ValueError(f"max_tiles must be >= 1, got {max_tiles}")
     if not photos:
         raise ValueError("no photos to adapt to")
-    tile = int(checkpoint.tile_px or checkpoint.input_size)
     g = torch.Generator().manual_seed(seed)
     share, extra = divmod(max_tiles, len(photos))
     out = []
@@ -45,7 +46,7 @@ def survey_tiles(
         if quota == 0:
             continue
         photo = source if isinstance(source, Image.Image) else source()
-        grid = make_grid(photo.height, photo.width, tile, max(1, tile // 2))
+        grid = inspection_grid(checkpoint, photo.height, photo.width)
         chosen = torch.randperm(len(grid), generator=g)[:quota].sort().values.tolist()
         out += [tile_range(photo, grid, index, 1, checkpoint.input_size) for index in chosen]
         del photo

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from models.data.class_names import check_class_names
 from models.inference.tiling import TileGrid, crop
 
 MIN_FEEDBACK_PHOTOS = 3  # one each for train, validation and the held-back test
@@ -73,6 +74,7 @@ def write_feedback_set(
             split = splits[labelled.photo_id]
             summary.photos[split] = summary.photos.get(split, 0) + 1
             grid = labelled.grid
+            check_class_names(sorted({label for _, _, label in labelled.labels}), "labels")
             for row, col, label in labelled.labels:
                 if not (0 <= row < grid.rows and 0 <= col < grid.cols):
                     raise ValueError(

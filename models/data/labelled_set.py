@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from models.data.class_names import check_class_names
 from models.data.layouts import SPLITS, Entry, list_entries
-from models.data.mask_set import DEFAULT_MASK_TILE, load_masks_set
+from models.data.mask_set import DEFAULT_MASK_TILE, SetTooLargeError, load_masks_set
 from models.data.masks import is_masks_layout
 from models.data.sets import (
     DEFECT_NAME_RULE,
@@ -27,6 +28,8 @@ def load_labelled_set(
     verify_images: bool = True,
     mask_tile: int = DEFAULT_MASK_TILE,
     partial: bool = False,
+    max_pixels: int | None = None,
+    max_tiles: int | None = None,
 ) -> LabelledSet:
     """Read a labelled set from a folder or a .zip in any supported layout.
 
@@ -40,20 +43,29 @@ def load_labelled_set(
         mask_tile: the masks layout's tile side in photo pixels (stride: half of it).
         partial: defect_classes may name classes this set lacks; when it names none of
             its classes, the naming rule decides (one of several sets being merged).
+        max_pixels: images (photos and masks) with more pixels are skipped, from their
+            headers, before they are decoded.
+        max_tiles: the most tiles the set may hold (images, or tiles cut from photos).
 
     Raises:
         ValueError: empty set, a single class, unknown defect classes, class mismatch.
     """
     source = open_source(path)
     if is_masks_layout(source.names()):
-        return load_masks_set(source, mask_tile, seed, verify_images)
+        return load_masks_set(source, mask_tile, seed, verify_images, max_pixels, max_tiles)
     listing = list_entries(source)
+    if max_tiles is not None and len(listing.entries) > max_tiles:
+        raise SetTooLargeError(
+            f"{source.location} lists {len(listing.entries):,} tiles, over the cap of "
+            f"{max_tiles:,} (CRACKSCAN_MAX_SET_TILES)"
+        )
     found = sorted({e.label for e in listing.entries})
+    check_class_names(found, source.location)
     if classes is not None:
         if sorted(classes) != found:
             raise ValueError(f"the set's classes {found} differ from the expected {list(classes)}")
         found = list(classes)
-    entries, skipped, duplicates = _clean(source, listing.entries, verify_images)
+    entries, skipped, duplicates = _clean(source, listing.entries, verify_images, max_pixels)
     present = sorted({e.label for e in entries})
     if not entries:
         raise ValueError(f"{source.location} has no readable images ({len(skipped)} skipped)")
@@ -89,7 +101,7 @@ def _split(
 
 
 def _clean(
-    source: FileSource, entries: list[Entry], verify: bool
+    source: FileSource, entries: list[Entry], verify: bool, max_pixels: int | None = None
 ) -> tuple[list[Entry], list[tuple[str, str]], int]:
     """Drop unreadable images and exact duplicates (by sha256 of the bytes), first one kept.
 
@@ -113,7 +125,7 @@ def _clean(
             continue
         if verify:
             try:
-                decode_rgb(data)
+                decode_rgb(data, max_pixels=max_pixels)
             except ImageDecodeError as exc:
                 skipped.append((entry.name, str(exc)))
                 continue

@@ -15,6 +15,7 @@ from models.data.masks import (
     list_photos,
     photo_size,
     read_mask,
+    tiles_of,
 )
 from models.data.sets import LabelledSet, Sample, stratified_split
 from models.data.sources import FileSource
@@ -23,16 +24,30 @@ from models.imageio import ImageDecodeError
 DEFAULT_MASK_TILE = 64
 
 
+class SetTooLargeError(ValueError):
+    """The set cuts into more tiles than its cap."""
+
+
 def load_masks_set(
-    source: FileSource, tile: int = DEFAULT_MASK_TILE, seed: int = 0, verify: bool = True
+    source: FileSource,
+    tile: int = DEFAULT_MASK_TILE,
+    seed: int = 0,
+    verify: bool = True,
+    max_pixels: int | None = None,
+    max_tiles: int | None = None,
 ) -> LabelledSet:
     """Cut every paired photo into labelled tiles; split the photos, not the tiles.
 
     Without given splits, photos are split 3:1:1, seeded and stratified by whether
     a photo holds any crack tile, so crack-free photos reach every split too.
 
+    max_pixels: photos and masks with more pixels are skipped, read from their headers.
+    max_tiles: the most tiles the photos may cut into, in all (before labelling), checked
+    from each photo's header before it is decoded.
+
     Raises:
-        ValueError: bad tile size, no usable photo, or no tile of one of the classes.
+        ValueError: bad tile size, no usable photo, no tile of one of the classes, or more
+            than max_tiles tiles.
     """
     if int(tile) != tile or tile < 8:
         raise ValueError(f"mask tile must be a whole number of pixels >= 8, got {tile!r}")
@@ -42,9 +57,11 @@ def load_masks_set(
     per_photo: list[tuple[Photo, list[Sample]]] = []
     seen: set[str] = set()
     duplicates = 0
+    cut = 0  # tiles cut so far, before labelling
     for photo in listing.photos:
         try:
-            read = _read_pair(source, photo, verify, seen)
+            tiles_left = None if max_tiles is None else max_tiles - cut
+            read = _read_pair(source, photo, verify, seen, tile, max_pixels, max_tiles, tiles_left)
         except _Unusable as exc:
             skipped.append((photo.image, str(exc)))
             continue
@@ -53,6 +70,7 @@ def load_masks_set(
             continue
         digest, mask, width, height = read
         seen.add(digest)
+        cut += tiles_of(width, height, tile)
         tiles, photo_counts = label_tiles(mask, tile)
         counts.update(photo_counts)
         side = (min(tile, width), min(tile, height))
@@ -85,20 +103,44 @@ class _Unusable(Exception):
 
 
 def _read_pair(
-    source: FileSource, photo: Photo, verify: bool, seen: set[str]
+    source: FileSource,
+    photo: Photo,
+    verify: bool,
+    seen: set[str],
+    tile: int,
+    max_pixels: int | None,
+    max_tiles: int | None,
+    tiles_left: int | None,
 ) -> tuple[str, np.ndarray, int, int] | None:
     """(sha256 of the photo, its (H, W) mask, width, height); None for a photo already seen.
+    The photo's header is read first: over the pixel cap, or past the tiles left, nothing of
+    it (or of its mask) is decoded.
 
     Raises:
-        _Unusable: the photo or its mask cannot be read, or their sizes differ.
+        _Unusable: the photo or its mask cannot be read or is over the pixel cap, or their
+            sizes differ.
+        SetTooLargeError: its tiles would take the set past max_tiles.
     """
     try:
         data = source.read(photo.image)  # read once: hashed, then sized or decoded
-        digest = hashlib.sha256(data).hexdigest()
-        if digest in seen:
-            return None
-        mask = read_mask(source, photo.mask)
-        width, height = photo_size(data, verify)
+    except (OSError, KeyError) as exc:  # a damaged zip member is the zip's error: not here
+        raise _Unusable(f"unreadable photo: {exc}") from exc
+    digest = hashlib.sha256(data).hexdigest()
+    if digest in seen:
+        return None
+    try:
+        width, height = photo_size(data, False, max_pixels)  # the header: nothing decoded yet
+    except (OSError, ImageDecodeError) as exc:
+        raise _Unusable(f"unreadable photo: {exc}") from exc
+    if tiles_left is not None and tiles_of(width, height, tile) > tiles_left:
+        raise SetTooLargeError(
+            f"{photo.image} ({width}x{height}) takes the set past {max_tiles:,} tiles at "
+            f"{tile}-px tiles (CRACKSCAN_MAX_SET_TILES): use a larger mask_tile or fewer photos"
+        )
+    try:
+        mask = read_mask(source, photo.mask, max_pixels)
+        if verify:
+            photo_size(data, True, max_pixels)
     except (OSError, KeyError, ImageDecodeError) as exc:
         raise _Unusable(f"unreadable photo or mask: {exc}") from exc
     if (width, height) != (mask.shape[1], mask.shape[0]):

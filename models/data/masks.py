@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from models.data.sources import FileSource, is_image_name
-from models.imageio import ImageDecodeError, decode_rgb
+from models.imageio import ImageDecodeError, check_pixels, decode_rgb
 
 IMAGE_DIRS = {"image", "images"}
 MASK_DIRS = {"mask", "masks"}
@@ -158,8 +158,9 @@ def box_labels(mask: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> list
     Returns:
         "crack", "no_crack" or "left_out" per box.
     """
-    table = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1), dtype=np.int64)
-    table[1:, 1:] = mask.astype(np.int64).cumsum(0).cumsum(1)
+    # int32 holds any count under the pixel cap (2**31 > 250 MP) at half int64's memory
+    table = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1), dtype=np.int32)
+    table[1:, 1:] = mask.cumsum(0, dtype=np.int32).cumsum(1, dtype=np.int32)
     out = []
     for x, y, w, h in boxes:
         x1, y1 = min(mask.shape[1], x + w), min(mask.shape[0], y + h)
@@ -168,19 +169,39 @@ def box_labels(mask: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> list
     return out
 
 
-def read_mask(source: FileSource, name: str) -> np.ndarray:
-    """A mask as a (H, W) bool array, True where a pixel is above 127."""
-    image = decode_rgb(source.read(name), apply_exif=False)
-    return np.asarray(image.convert("L"), dtype=np.uint8) > 127
-
-
-def photo_size(data: bytes, verify: bool) -> tuple[int, int]:
-    """(width, height) of a photo's bytes, as stored (no EXIF rotation: masks are drawn on
-    it); with verify the whole photo is decoded, else only its header is read."""
-    if verify:
-        return decode_rgb(data, apply_exif=False).size
+def read_mask(source: FileSource, name: str, max_pixels: int | None = None) -> np.ndarray:
+    """A mask as a (H, W) bool array, True where a pixel is above 127; decoded to one byte
+    per pixel, and refused from its header when it has more than max_pixels."""
+    data = source.read(name)  # a damaged zip member is the zip's error, not the mask's
     try:
         with Image.open(io.BytesIO(data)) as opened:
-            return opened.size
+            check_pixels(opened, max_pixels)
+            grey = opened.convert("L") if opened.mode != "L" else opened.copy()
+    except ImageDecodeError:
+        raise
     except Exception as exc:  # PIL raises many types for bad data
         raise ImageDecodeError(f"not a readable image: {exc}") from exc
+    return np.asarray(grey, dtype=np.uint8) > 127
+
+
+def photo_size(data: bytes, verify: bool, max_pixels: int | None = None) -> tuple[int, int]:
+    """(width, height) of a photo's bytes, as stored (no EXIF rotation: masks are drawn on
+    it), from its header; with verify the whole photo is decoded too, unless it is over
+    max_pixels (refused from the header)."""
+    try:
+        with Image.open(io.BytesIO(data)) as opened:
+            check_pixels(opened, max_pixels)
+            size = opened.size
+    except ImageDecodeError:
+        raise
+    except Exception as exc:  # PIL raises many types for bad data
+        raise ImageDecodeError(f"not a readable image: {exc}") from exc
+    if verify:
+        decode_rgb(data, apply_exif=False, max_pixels=max_pixels)
+    return size
+
+
+def tiles_of(width: int, height: int, tile: int) -> int:
+    """How many tiles label_tiles cuts from a width x height photo (before labelling)."""
+    stride = max(1, tile // 2)
+    return len(tile_origins(height, tile, stride)) * len(tile_origins(width, tile, stride))

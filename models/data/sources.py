@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import lzma
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
@@ -40,16 +42,33 @@ class FolderSource:
 ZIP_MAX_MEMBERS = 1_000_000
 ZIP_MAX_MEMBER_BYTES = 256 << 20
 ZIP_MAX_TOTAL_BYTES = 32 << 30
-ZIP_MAX_RATIO = 250  # uncompressed / compressed, for members over 1 MiB
+ZIP_MAX_RATIO = 250  # uncompressed / compressed: for members over 1 MiB, and for the archive
 ZIP_RATIO_FROM_BYTES = 1 << 20
+ZIP_TOTAL_RATIO_FROM_BYTES = 64 << 20  # an archive may always unpack to this much
+ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
 
 
-def check_zip_limits(infos: list[zipfile.ZipInfo], where: str) -> None:
-    """ValueError when the members are too many, too big, or compressed suspiciously well."""
+class DamagedZipError(ValueError):
+    """A member of the zip cannot be read: encrypted, an unknown method, or corrupt data."""
+
+
+def check_zip_limits(infos: list[zipfile.ZipInfo], where: str, archive_bytes: int) -> None:
+    """ValueError when the members are too many, too big, compressed suspiciously well (each
+    one over 1 MiB, and all of them together against the archive's size), encrypted, or
+    compressed by a method this reader lacks."""
     if len(infos) > ZIP_MAX_MEMBERS:
         raise ValueError(f"{where} holds {len(infos):,} members, over {ZIP_MAX_MEMBERS:,}")
     total = 0
     for info in infos:
+        if info.flag_bits & 0x1:
+            raise DamagedZipError(
+                f"{where}: {info.filename} is encrypted: zip the set without a password"
+            )
+        if info.compress_type not in ZIP_METHODS:
+            raise DamagedZipError(
+                f"{where}: {info.filename} uses compression method {info.compress_type}, "
+                "which this reader lacks: use deflate or store"
+            )
         if info.file_size > ZIP_MAX_MEMBER_BYTES:
             raise ValueError(
                 f"{where}: {info.filename} unpacks to {info.file_size >> 20} MiB, "
@@ -66,6 +85,11 @@ def check_zip_limits(infos: list[zipfile.ZipInfo], where: str) -> None:
         raise ValueError(
             f"{where} unpacks to {total >> 30} GiB, over {ZIP_MAX_TOTAL_BYTES >> 30} GiB"
         )
+    if total > max(ZIP_TOTAL_RATIO_FROM_BYTES, ZIP_MAX_RATIO * archive_bytes):
+        raise ValueError(
+            f"{where} unpacks to {total >> 20:,} MiB from {archive_bytes / 2**20:.1f} MiB, "
+            f"over {ZIP_MAX_RATIO}:1 in all (a zip bomb of many small members?)"
+        )
 
 
 class ZipSource:
@@ -77,7 +101,7 @@ class ZipSource:
         except (zipfile.BadZipFile, OSError) as exc:
             raise ValueError(f"{path} is not a readable zip file: {exc}") from exc
         try:
-            check_zip_limits(self._zip.infolist(), path.name)
+            check_zip_limits(self._zip.infolist(), path.name, path.stat().st_size)
         except ValueError:
             self._zip.close()
             raise
@@ -90,7 +114,16 @@ class ZipSource:
         )
 
     def read(self, name: str) -> bytes:
-        return self._zip.read(name)
+        """The member's bytes; DamagedZipError when its data is corrupt (a bad CRC or
+        compressed stream), encrypted or compressed by an unknown method."""
+        try:
+            return self._zip.read(name)
+        except KeyError:
+            raise
+        except (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, NotImplementedError) as exc:
+            raise DamagedZipError(f"{self.path.name}: {name} cannot be read: {exc}") from exc
+        except (lzma.LZMAError, OSError) as exc:  # bz2 raises OSError for a bad stream
+            raise DamagedZipError(f"{self.path.name}: {name} cannot be read: {exc}") from exc
 
     def __getstate__(self) -> dict[str, object]:  # pickled (to another process): reopen
         return {"path": self.path}

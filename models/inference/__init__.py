@@ -1,11 +1,13 @@
 """Sliding-window inference: intake, tiling, the predictor, crack maps and overlays."""
 
 from models.inference.crackmap import CrackMap, cell_heatmap, geojson, geojson_of, heatmap_cell
+from models.inference.inspection_grid import inspection_grid
 from models.inference.intake import (
     DEFAULT_MAX_PIXELS,
     ImageTooLargeError,
     check_complete,
     open_image,
+    oriented_size,
     probe,
     read_image,
 )
@@ -31,8 +33,10 @@ __all__ = [
     "geojson",
     "geojson_of",
     "heatmap_cell",
+    "inspection_grid",
     "make_grid",
     "open_image",
+    "oriented_size",
     "probe",
     "read_image",
     "render_overlay",

@@ -68,6 +68,23 @@ def probe(data: bytes | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str
     return fmt, width, height
 
 
+TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that turn the photo a quarter
+
+
+def oriented_size(data: bytes | Path) -> tuple[int, int]:
+    """(width, height) as people see the photo, from its header: its EXIF orientation
+    applied, as open_image applies it (what the tiles, the map and photo.jpg measure)."""
+    try:
+        with _open_header(data) as image:
+            width, height = image.size
+            orientation = image.getexif().get(0x0112, 1)
+    except ImageDecodeError:
+        raise
+    except Exception as exc:  # a damaged EXIF block
+        raise ImageDecodeError(f"the image's header is damaged: {exc}") from exc
+    return (height, width) if orientation in TRANSPOSING_ORIENTATIONS else (width, height)
+
+
 def check_complete(data: bytes | Path) -> None:
     """Decode all the pixel data once, cheaply, so a truncated or corrupt file is refused
     before anything is stored. JPEG is decoded at 1/8 scale (libjpeg still reads every

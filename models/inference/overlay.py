@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -22,6 +23,16 @@ def colourise(values: np.ndarray) -> np.ndarray:
     for channel in range(3):
         out[..., channel] = np.interp(v, _STOPS[:, 0], _STOPS[:, channel + 1])
     return out.astype(np.uint8)
+
+
+def preview_box(x: int, y: int, w: int, h: int, scale: float) -> tuple[int, int, int, int]:
+    """A tile's box (x0, y0, x1, y1), inclusive, in the pixels of a preview scaled by `scale`:
+    at least one pixel each way, however small the tile comes out (a long panorama shrinks
+    its tiles under a pixel)."""
+    x0, y0 = math.floor(x * scale), math.floor(y * scale)
+    x1 = max(x0, math.ceil((x + w) * scale) - 1)
+    y1 = max(y0, math.ceil((y + h) * scale) - 1)
+    return x0, y0, x1, y1
 
 
 def render_overlay(
@@ -46,14 +57,12 @@ def render_overlay(
     canvas.paste(Image.fromarray(blended), (0, 0))
     draw = ImageDraw.Draw(canvas)
     table = crack_map.table
+    w, h = table.grid.tile_w, table.grid.tile_h
     for index in table.select(defect=True):
         _, _, y, x = table.grid.position(int(index))
-        w, h = table.grid.tile_w, table.grid.tile_h
-        draw.rectangle(
-            [x * scale, y * scale, (x + w) * scale - 1, (y + h) * scale - 1],
-            outline=(255, 0, 0),
-            width=2,
-        )
+        box = preview_box(x, y, w, h, scale)
+        thin = min(box[2] - box[0], box[3] - box[1]) < 4  # no room inside for a 2-px outline
+        draw.rectangle(box, outline=(255, 0, 0), width=1 if thin else 2)
     _legend(draw, canvas.width, size[1], crack_map)
     buffer = io.BytesIO()
     canvas.save(buffer, format="PNG", optimize=False)

@@ -19,10 +19,11 @@ from models.checkpoint import Checkpoint
 from models.data import normalise
 from models.device import amp_dtype, select_device
 from models.inference.crackmap import CrackMap, cell_heatmap, heatmap_cell
+from models.inference.inspection_grid import inspection_grid
 from models.inference.intake import DEFAULT_MAX_PIXELS, open_image
 from models.inference.resident import decode_to_device, host_preview
 from models.inference.tile_table import TileTable
-from models.inference.tiling import Piece, TileGrid, make_grid, shared_batches
+from models.inference.tiling import Piece, TileGrid, shared_batches
 from models.inference.tta import averaged, check_tta
 
 ProgressFn = Callable[[int, int], None]  # (tiles done, tiles total)
@@ -366,17 +367,13 @@ class Predictor:
         threshold: float | None,
     ) -> tuple[TileGrid, float]:
         """The tile grid and threshold a request asks for, with the model's defaults."""
-        trained_tile = self.checkpoint.tile_px
-        if tile is None and trained_tile is not None:
-            tile, stride = trained_tile, stride or max(1, trained_tile // 2)
-        tile = tile or self.checkpoint.input_size
         if threshold is None:
             threshold = self.config.threshold
         if threshold is None:
             threshold = self.checkpoint.operating_threshold
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
-        return make_grid(*height_width, tile, stride), threshold
+        return inspection_grid(self.checkpoint, *height_width, tile, stride), threshold
 
     def _prefetched(
         self, batches: Iterator[tuple[list[Piece], torch.Tensor]]

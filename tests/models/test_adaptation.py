@@ -151,8 +151,8 @@ def test_adapt_changes_what_its_method_says_and_records_it():
     for key, value in base.model_state.items():
         assert torch.equal(prior_only.checkpoint.model_state[key], value), key
     report = prior_only.report
-    # 3 photos of 96 x 128 cut at tile 32, stride 16: 5 x 7 = 35 tiles each.
-    assert report["photos"] == 3 and report["tiles"] == 105 and report["method"] == "prior"
+    # 3 photos of 96 x 128 cut as inference maps them, 32-px tiles without overlap: 3 x 4 each.
+    assert report["photos"] == 3 and report["tiles"] == 36 and report["method"] == "prior"
     assert prior_only.checkpoint.metrics["adaptation"] == report
     assert prior_only.checkpoint.threshold == report["threshold"]
     bn = adapt(base, survey, AdaptConfig(method="adabn", **config))
@@ -173,3 +173,14 @@ def test_the_source_prior_is_the_validation_split_or_uniform():
     assert source_prior(ckpt).tolist() == [0.5, 0.5]
     ckpt.metrics = {"data": {"counts": {"val": {"crack": 30, "no_crack": 90}}}}
     assert source_prior(ckpt).tolist() == [0.25, 0.75]
+
+
+def test_survey_tiles_of_a_model_without_tile_px_are_the_grid_inference_maps():
+    """#27 item 7: one rule for the grid. A model trained on tiles maps its input size
+    without overlap (a 96 x 128 photo at 32 px: 3 x 4), not at half stride (5 x 7)."""
+    from models.inference import inspection_grid
+
+    ckpt = random_checkpoint()
+    assert ckpt.tile_px is None and ckpt.input_size == 32
+    every = survey_tiles(photos(1), ckpt, 1000)
+    assert every.shape[0] == len(inspection_grid(ckpt, 96, 128)) == 12

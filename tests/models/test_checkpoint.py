@@ -80,3 +80,42 @@ def test_tampered_weights_fail_the_hash(tmp_path):
     torch.save(payload, path)
     with pytest.raises(CheckpointError, match="hash"):
         load_checkpoint(path)
+
+
+def odd_checkpoints() -> dict[str, tuple[Checkpoint, str]]:
+    """Checkpoints with a sound hash and format whose contents cannot be mapped with (#27
+    item 17), each with words its refusal must hold."""
+    from tests.models.inference.test_predictor import constant_checkpoint
+
+    def odd(**change: object) -> Checkpoint:
+        ckpt = constant_checkpoint([1.0, 0.0])
+        for key, value in change.items():
+            setattr(ckpt, key, value)
+        return ckpt
+
+    other = build_classifier("mobilenet_v3_small", 2).state_dict()
+    return {
+        "temperature 0": (odd(temperature=0.0), "temperature"),
+        "temperature inf": (odd(temperature=float("inf")), "temperature"),
+        "threshold NaN": (odd(threshold=float("nan")), "threshold"),
+        "threshold 1.5": (odd(threshold=1.5), "threshold"),
+        "input size 100000": (odd(input_size=100_000), "input size"),
+        "input size 0": (odd(input_size=0), "input size"),
+        "weights of another backbone": (odd(model_state=other), "do not fit a resnet18"),
+        "a head for 3 classes": (odd(classes=["crack", "no_crack", "scratch"]), "another shape"),
+        "unknown backbone": (odd(backbone="vgg99"), "backbone"),
+        "one class": (odd(classes=["crack"]), "two distinct"),
+        "a class that is a path": (odd(classes=["../x", "no_crack"]), "class name"),
+        "defect class not a class": (odd(defect_classes=["rust"]), "defect classes"),
+        "std 0": (odd(std=[0.0, 0.2, 0.2]), "std"),
+        "tile_px 1": (odd(tile_px=1), "tile_px"),
+    }
+
+
+@pytest.mark.parametrize("case", list(odd_checkpoints()))
+def test_an_odd_checkpoint_is_refused_on_load(tmp_path, case):
+    ckpt, words = odd_checkpoints()[case]
+    path = tmp_path / "odd.ckpt"
+    save_checkpoint(ckpt, path)
+    with pytest.raises(CheckpointError, match=words):
+        load_checkpoint(path)

@@ -107,3 +107,14 @@ def test_the_pixel_cap_is_per_call_and_pil_keeps_its_own_guard():
     assert probe(huge, max_pixels=250_000_000) == ("PNG", 15_000, 14_000)
     with pytest.raises(ImageTooLargeError, match="over the cap of 100 MP"):
         probe(huge, max_pixels=100_000_000)
+
+
+def test_oriented_size_turns_a_quarter_for_orientations_5_to_8():
+    from models.inference import oriented_size
+
+    image = Image.new("RGB", (40, 20))
+    for orientation, size in ((1, (40, 20)), (3, (40, 20)), (5, (20, 40)), (6, (20, 40))):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        data = encode(image, "JPEG", exif=exif.tobytes())
+        assert oriented_size(data) == size == read_image(data).shape[1::-1]

@@ -30,7 +30,7 @@ from core.db import dispose_engines
 from core.queue import make_celery
 from worker.presence import Presence
 from worker.reaper import Reaper
-from worker.stopping import forward_sigterm
+from worker.stopping import STOP, forward_sigterm
 
 settings = get_settings()
 app = make_celery(settings, "crackscan-worker")
@@ -66,7 +66,10 @@ def pool_pids() -> list[int]:
 @worker_shutting_down.connect
 def _warm_shutdown(**_: Any) -> None:
     """Runs in the main's signal handler: no new sends from this worker, and the running
-    job learns of the stop."""
+    job learns of the stop. The flag is set here too: a pool process forked from now on
+    (replacing one whose task ended) inherits it, and hands back a message it is given
+    during the shutdown instead of starting a job that would be killed."""
+    STOP.ask()
     if _reaper is not None:
         _reaper.stop()
     forward_sigterm(pool_pids())

@@ -31,6 +31,7 @@ def test_sigterm_lets_the_epoch_end_and_hands_the_job_back_uncounted(stack, tiny
     first = stack.start_worker()
     job_id = submit(stack, upload(stack, tiny_set), epochs=8, image_size=64)
     stack.wait_job(job_id, lambda j: len(j["epochs"]) >= 1)
+    time.sleep(1.0)  # well into the next epoch: past the check that follows a stored one
     at_signal = len(epochs_stored(stack, job_id))  # epoch at_signal + 1 is under way
     started = time.monotonic()
     if to == "main":
@@ -40,7 +41,8 @@ def test_sigterm_lets_the_epoch_end_and_hands_the_job_back_uncounted(stack, tiny
     code = first.wait(timeout=40)
     took = time.monotonic() - started
     log = stack.log.read_text(errors="replace")[-4000:]
-    assert code == 0 and took < 15, f"exit code {code} after {took:.1f} s\n{log}"
+    # within the grace: the epoch may go on for 15 s, then the hand-back (before: 26 s)
+    assert code == 0 and took < 25, f"exit code {code} after {took:.1f} s\n{log}"
     with transaction(stack.settings.db_url) as session:
         row = session.get(TrainingJob, job_id)
         assert row.status == "queued" and row.lease_owner is None, (row.status, log)

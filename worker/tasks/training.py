@@ -62,6 +62,9 @@ def run_training(self: Task, job_id: str) -> str:
 
 def _run_job(job_id: str) -> str:
     settings = get_settings()
+    if STOP.asked:  # given to this process during its worker's shutdown: leave the job be
+        log.info("job %s not started: its worker is stopping", job_id)
+        return "worker stopping"
     taken = claim(settings, job_id, new_owner())
     if isinstance(taken, str):
         log.info("job %s not run: %s", job_id, taken)

@@ -31,6 +31,7 @@ from app.routes import (
     reviews,
     trained_models,
 )
+from app.routes.health import SupervisedWorker
 from app.schemas.api import ERROR_RESPONSES
 from app.security_headers import SecurityHeaders
 from app.services.inspections import InspectionRunner
@@ -41,6 +42,7 @@ from app.services.slots import Slots
 from core.config import Settings, get_settings
 from core.db import redacted_url, session_factory
 from core.migrate import is_up_to_date
+from core.presence import alive_workers
 from core.statuses import JobStatus
 from core.tables import TrainingJob
 from models.device import select_device
@@ -51,7 +53,11 @@ DASHBOARD = Path(__file__).resolve().parent / "dashboard" / "index.html"
 DOCS = DASHBOARD.parent / "docs.html"
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, embedded_worker: SupervisedWorker | None = None
+) -> FastAPI:
+    """The API; `embedded_worker` is the training worker that `crackscan serve` runs beside
+    it, which /healthz describes and without which /readyz is not ready."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -72,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
         redirect_slashes=False,  # its redirect is an absolute URL made from the Host header
     )
+    app.state.embedded_worker = embedded_worker
     install_error_handlers(app)
     app.add_middleware(
         RequestGate,
@@ -125,6 +132,11 @@ def _start_services(app: FastAPI, settings: Settings) -> InspectionRunner:
         "Training jobs queued in the database.",
         lambda: _count_queued(sessions),
     )
+    metrics.gauge(
+        "crackscan_training_workers_alive",
+        "Training workers whose presence row is fresher than CRACKSCAN_WORKER_PRESENCE_TTL_S.",
+        lambda: _count_workers(sessions, settings.worker_presence_ttl_s),
+    )
     runner.start()
     runner.recover()
     try:
@@ -172,6 +184,11 @@ def _inference_on_gpu(settings: Settings) -> bool:
         return select_device(settings.inference_device).type == "cuda"
     except ValueError:  # CUDA asked for but absent: the model registry reports it
         return False
+
+
+def _count_workers(sessions: sessionmaker[Session], ttl_s: float) -> int:
+    with sessions() as session:
+        return alive_workers(session, ttl_s)
 
 
 def _count_queued(sessions: sessionmaker[Session]) -> int:

@@ -102,10 +102,24 @@ class Settings(BaseSettings):
         description="defect probability threshold; unset: each model's operating threshold",
     )
     blob_chunk_bytes: int = Field(1 << 20, description="chunk size of stored files")
-    job_max_attempts: int = Field(3, description="a training job is failed after this many starts")
+    job_max_attempts: int = Field(
+        3,
+        description="a training job is failed after this many starts that died (a worker "
+        "killed or crashed); a clean stop hands the job back and does not count",
+    )
     job_lease_s: float = Field(120.0, description="a running job whose heartbeat is older is stale")
     worker_stop_grace_s: float = Field(
-        30.0, description="on stop, how long serve waits for its embedded worker's running epoch"
+        30.0,
+        ge=0.0,
+        description="on a stop, a running epoch may finish within this less 10 s, else the job "
+        "stops at its next step and resumes from its last epoch; serve kills its embedded "
+        "worker after it",
+    )
+    worker_presence_ttl_s: float = Field(
+        15.0,
+        gt=0.0,
+        description="a worker that has not renewed its presence row for this long counts as "
+        "dead (/readyz, /metrics)",
     )
     job_requeue_s: float = Field(
         1800.0,

@@ -103,6 +103,28 @@ def finish(
         return result.rowcount == 1  # type: ignore[attr-defined]
 
 
+def hand_back(settings: Settings, claim_: Claim) -> bool:
+    """A clean stop: the job goes back to the queue, resumable from its last checkpoint.
+
+    The start is not counted (attempts counts the starts that died), and enqueued_at is
+    cleared so that the next reaper sweep, of this worker's successor or of any other
+    worker, sends it again at once.
+    """
+    with transaction(settings.db_url) as session:
+        result = session.execute(
+            update(TrainingJob)
+            .where(TrainingJob.id == claim_.job_id, TrainingJob.lease_owner == claim_.owner)
+            .values(
+                status=JobStatus.QUEUED,
+                lease_owner=None,
+                heartbeat_at=None,
+                enqueued_at=None,
+                attempts=TrainingJob.attempts - 1,
+            )
+        )
+        return result.rowcount == 1  # type: ignore[attr-defined]
+
+
 def fetch_blob(settings: Settings, blob_id: str, folder: Path, name: str) -> Path:
     path = folder / name
     with transaction(settings.db_url) as session:

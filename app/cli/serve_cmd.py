@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
-import ctypes.util
 import os
 import signal
-import subprocess
 import sys
 from typing import Any
 
@@ -59,6 +55,7 @@ def register(sub: Any) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from app.cli.embedded_worker import EmbeddedWorker
     from app.main import create_app
     from core.config import get_settings
     from core.migrate import upgrade
@@ -68,18 +65,18 @@ def run_serve(args: argparse.Namespace) -> int:
         upgrade(settings.db_url)
     worker = None
     if settings.embedded_broker and settings.embedded_worker:
-        worker = start_worker(concurrency=1)
-        print(
-            f"started an embedded Celery worker (pid {worker.pid}) on the filesystem queue in "
-            f"{settings.broker_folder}",
-            file=sys.stderr,
+        worker = EmbeddedWorker(
+            worker_command(concurrency=1),
+            settings.worker_stop_grace_s,
+            where=f" on the filesystem queue in {settings.broker_folder}",
         )
+        worker.start()
     # uvicorn shuts down on SIGTERM, then raises it again with the handler found before:
     # the default one would end this process before `finally` stops the worker.
     previous = signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         uvicorn.run(
-            create_app(settings),
+            create_app(settings, embedded_worker=worker),
             host=args.host,
             port=args.port,
             log_level="info",
@@ -90,7 +87,7 @@ def run_serve(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
         if worker is not None:
-            stop_worker(worker, settings.worker_stop_grace_s)
+            worker.stop()
     return 0
 
 
@@ -116,37 +113,6 @@ def worker_command(concurrency: int, loglevel: str = "info") -> list[str]:
         "--without-gossip",
         "--without-mingle",
     ]
-
-
-def _die_with_parent() -> None:
-    """In the worker, before exec: SIGTERM if serve dies (even by kill -9), so a worker
-    never outlives the server that started it (Linux; elsewhere a no-op)."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def start_worker(concurrency: int) -> subprocess.Popen[bytes]:
-    """The worker in its own process group, so that stop_worker can end its pool too."""
-    return subprocess.Popen(
-        worker_command(concurrency), start_new_session=True, preexec_fn=_die_with_parent
-    )
-
-
-def stop_worker(process: subprocess.Popen[bytes], grace_s: float = 30.0) -> None:
-    """Warm shutdown: a running epoch may finish within grace_s (its job resumes later from
-    its last checkpoint); then the worker's whole process group is killed and reaped."""
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        print(f"the worker did not stop within {grace_s:.0f} s: killing it", file=sys.stderr)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)  # its pool processes too
-    process.wait()
 
 
 def run_worker(args: argparse.Namespace) -> int:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.auth import ReadScope, TrainScope
-from app.deps import SessionDep
+from app.deps import SessionDep, SettingsDep
 from app.errors import scrub
 from app.routes.common import (
     NOT_MODIFIED,
@@ -213,8 +214,25 @@ def get_job(job_id: str, request: Request, session: SessionDep) -> JobRead:
     return tagged_json(request, body)  # type: ignore[return-value]
 
 
+def _cancel_if_nobody_holds(session: Session, job_id: str, lease_s: float) -> None:
+    """Cancel a running job whose lease is stale, in one UPDATE: a worker that renews it
+    meanwhile keeps it (and sees the cancel flag at its next heartbeat)."""
+    stale = utcnow() - timedelta(seconds=lease_s)
+    session.execute(
+        update(TrainingJob)
+        .where(
+            TrainingJob.id == job_id,
+            TrainingJob.status == JobStatus.RUNNING,
+            or_(TrainingJob.heartbeat_at.is_(None), TrainingJob.heartbeat_at < stale),
+        )
+        .values(status=JobStatus.CANCELLED, finished_at=utcnow(), lease_owner=None)
+    )
+
+
 @router.post("/{job_id}/cancel", dependencies=[TrainScope], response_model=JobRead)
-def cancel_job(job_id: str, session: SessionDep) -> JobRead:
+def cancel_job(job_id: str, session: SessionDep, settings: SettingsDep) -> JobRead:
+    """A queued job, or a running one whose worker died (its heartbeat is older than the
+    lease), is cancelled at once; a running one stops at its worker's next step."""
     row = get_or_404(session, TrainingJob, job_id, "job")
     if row.status in JOB_FINAL:
         raise Conflict(f"job {job_id} has already ended ({row.status})")
@@ -222,6 +240,9 @@ def cancel_job(job_id: str, session: SessionDep) -> JobRead:
     if row.status == JobStatus.QUEUED:
         row.status, row.finished_at = JobStatus.CANCELLED, utcnow()
     session.flush()
+    if row.status == JobStatus.RUNNING:
+        _cancel_if_nobody_holds(session, job_id, settings.job_lease_s)
+        session.refresh(row)
     body = job_read(session, row)
     commit(session)
     return body

@@ -28,11 +28,13 @@ from worker.jobstore import (
     export_feedback,
     fetch_blob,
     finish,
+    hand_back,
     model_blob,
     new_owner,
     save_epoch,
     temp_dir,
 )
+from worker.stopping import STOP, WorkerStopping, epoch_window_s, sigterm_asks_to_stop
 
 if TYPE_CHECKING:  # the training code is imported lazily, in the forked child
     from models.checkpoint import Checkpoint
@@ -52,8 +54,17 @@ log = logging.getLogger("crackscan.training")
     max_retries=5,
 )
 def run_training(self: Task, job_id: str) -> str:
-    """Run job `job_id` to an end state; safe to deliver twice (the lease decides)."""
+    """Run job `job_id` to an end state; safe to deliver twice (the lease decides). A
+    SIGTERM meanwhile stops it cleanly (worker/stopping.py)."""
+    with sigterm_asks_to_stop():
+        return _run_job(job_id)
+
+
+def _run_job(job_id: str) -> str:
     settings = get_settings()
+    if STOP.asked:  # given to this process during its worker's shutdown: leave the job be
+        log.info("job %s not started: its worker is stopping", job_id)
+        return "worker stopping"
     taken = claim(settings, job_id, new_owner())
     if isinstance(taken, str):
         log.info("job %s not run: %s", job_id, taken)
@@ -68,6 +79,11 @@ def run_training(self: Task, job_id: str) -> str:
         return JobStatus.FAILED
     try:
         return _train(settings, taken)
+    except WorkerStopping as stop:
+        if hand_back(settings, taken):
+            log.info("job %s handed back, its worker stopping: stopped %s", job_id, stop)
+            return "handed back"
+        return "lost lease"
     except SoftTimeLimitExceeded:
         finish(
             settings,
@@ -90,12 +106,24 @@ def _train(settings: Settings, job: Claim) -> str:
     from models.training import TrainConfig, fit
 
     config = TrainConfig.from_dict(job.config)
+    window_s = epoch_window_s(settings.worker_stop_grace_s)
     with temp_dir() as tmp:
+        if STOP.asked:  # asked before the job began: nothing to lose
+            raise WorkerStopping("before it began")
         data, base, resume, held_back = _job_inputs(settings, job, config, Path(tmp))
         with Heartbeat(settings, job) as beat:
 
+            def should_stop() -> bool:
+                """Polled every step: a cancel or a lost lease ends the run; a stop that
+                the epoch under way cannot outlast hands the job back."""
+                if STOP.past(window_s):
+                    raise WorkerStopping(f"mid-epoch, {window_s:.0f} s after the stop")
+                return beat.should_stop()
+
             def progress(epoch: int, step: int, info: dict[str, Any]) -> None:
                 if "percent" not in info:  # decoding the tiles: no training progress yet
+                    if STOP.asked:
+                        raise WorkerStopping("while its tiles were decoded")
                     return
                 done = epoch + 1 if info.get("phase") == "epoch_end" else epoch
                 beat.progress = {
@@ -106,6 +134,8 @@ def _train(settings: Settings, job: Claim) -> str:
 
             def epoch_end(record: dict[str, Any], last: Checkpoint, improved: bool) -> None:
                 save_epoch(settings, job, record, to_bytes(last), beat.progress.get("progress"))
+                if STOP.asked:  # the epoch under way finished and is stored: stop here
+                    raise WorkerStopping(f"after epoch {record['epoch']}")
 
             result = fit(
                 config,
@@ -113,7 +143,7 @@ def _train(settings: Settings, job: Claim) -> str:
                 init=base if resume is None else None,
                 resume=resume,
                 progress=progress,
-                should_cancel=beat.should_stop,
+                should_cancel=should_stop,
                 on_epoch_end=epoch_end,
             )
             if beat.lost:

@@ -29,7 +29,9 @@ def test_sigterm_lets_the_epoch_end_and_hands_the_job_back_uncounted(stack, tiny
     stack.env["CRACKSCAN_JOB_MAX_ATTEMPTS"] = "1"
     stack.env["CRACKSCAN_WORKER_STOP_GRACE_S"] = "25"  # an epoch may go on for 15 s
     first = stack.start_worker()
-    job_id = submit(stack, upload(stack, tiny_set), epochs=8, image_size=64)
+    # 32 px: each epoch takes a few seconds even on a loaded machine, well inside the
+    # 15 s the grace leaves it (at 64 px a loaded CI machine once needed more)
+    job_id = submit(stack, upload(stack, tiny_set), epochs=8, image_size=32)
     stack.wait_job(job_id, lambda j: len(j["epochs"]) >= 1)
     time.sleep(1.0)  # well into the next epoch: past the check that follows a stored one
     at_signal = len(epochs_stored(stack, job_id))  # epoch at_signal + 1 is under way
